@@ -1,0 +1,1061 @@
+//! The decision: guards, delegation, per-request entity slices, indexed Cedar evaluation,
+//! Arbiter's outcome rules, and reasons.
+//!
+//! `decide` never fails: every error becomes a deny that says why.
+
+use crate::explain::{explain_policy, first_failure, nearest_misses};
+use crate::index::IndexQuery;
+use crate::inventory::{collect_uids, diagnostic_text, from_uid, to_uid};
+use crate::policies::CompiledPolicy;
+use crate::snapshot::Snapshot;
+use arbiter_core::{
+    Decision, DecisionError, DecisionRequest, DeterminingPolicy, Effect, EntityRef, Explanation,
+    GuardViolation, HopTrace, Lifecycle, Outcome, PolicyTraceRole, SnapshotInfo, Timestamp,
+};
+use cedar_policy_core::ast::{
+    Context, Entity, EntityUID, EntityUIDEntry, Literal, PartialValue, Request, Value, ValueKind,
+};
+use cedar_policy_core::entities::{Entities, EntityJsonParser, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::evaluator::Evaluator;
+use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::validator::CoreSchema;
+use serde_json::{json, Map, Value as Json};
+use smol_str::SmolStr;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// What the caller supplies besides the request: the time and the decision's id.
+#[derive(Debug, Clone)]
+pub struct DecideOptions {
+    /// Now, in seconds since the Unix epoch. The engine reads no clock.
+    pub now: Timestamp,
+    /// A unique id for this decision.
+    pub decision_id: String,
+    /// Whether to build the condition-level explanation.
+    pub explain: bool,
+}
+
+/// Cedar's own answer for one principal, with none of Arbiter's guards or outcome rules.
+/// Exposed so that equivalence with Cedar's reference authorizer can be tested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CedarEvaluation {
+    /// Ids of satisfied permit policies.
+    pub satisfied_permits: Vec<String>,
+    /// Ids of satisfied forbid policies.
+    pub satisfied_forbids: Vec<String>,
+    /// Ids of policies that raised an error (Cedar skips them).
+    pub erroring: Vec<String>,
+    /// How many policies the index selected.
+    pub candidates: usize,
+}
+
+impl CedarEvaluation {
+    /// Cedar's decision: some permit and no forbid.
+    pub fn is_allowed(&self) -> bool {
+        !self.satisfied_permits.is_empty() && self.satisfied_forbids.is_empty()
+    }
+
+    /// Cedar's "reason": the satisfied permits when allowed, the satisfied forbids otherwise.
+    pub fn determining(&self) -> &[String] {
+        if self.is_allowed() {
+            &self.satisfied_permits
+        } else {
+            &self.satisfied_forbids
+        }
+    }
+}
+
+/// One principal's evaluation, kept for outcome rules and explanations.
+struct Evaluation {
+    request: Request,
+    slice: Entities,
+    candidates: Vec<u32>,
+    satisfied: Vec<u32>,
+    errors: Vec<(u32, String)>,
+}
+
+/// The request's fixed parts, resolved once and shared by every hop.
+struct Resolved {
+    subject: EntityUID,
+    subject_local: Option<Arc<Entity>>,
+    action: EntityUID,
+    action_entity: Arc<Entity>,
+    resource: EntityUID,
+    resource_entity: Option<Arc<Entity>>,
+    caller_context: BTreeMap<SmolStr, Value>,
+    chain: Vec<EntityUID>,
+    ignored_properties: Vec<String>,
+}
+
+/// A failure before evaluation: the request cannot be decided as given.
+struct Unresolvable(GuardViolation);
+
+impl Snapshot {
+    /// Decides one request. Never fails: any problem is a deny whose reason says what it was.
+    pub fn decide(&self, request: &DecisionRequest, options: &DecideOptions) -> Decision {
+        let resolved = match self.resolve(request) {
+            Ok(resolved) => resolved,
+            Err(Unresolvable(guard)) => {
+                let hop = HopTrace {
+                    principal: request.subject.entity.clone(),
+                    outcome: Outcome::Deny,
+                    guard: Some(guard),
+                    determining: Vec::new(),
+                    errors: Vec::new(),
+                    candidates: 0,
+                    explanation: Explanation::default(),
+                };
+                return self.finish(options, vec![hop], Vec::new(), Json::Null);
+            }
+        };
+        let mut hops = Vec::with_capacity(resolved.chain.len() + 1);
+        let principals: Vec<&EntityUID> = resolved
+            .chain
+            .iter()
+            .chain(std::iter::once(&resolved.subject))
+            .collect();
+        if principals.len() > self.config.max_delegation_hops {
+            let guard = GuardViolation::DelegationTooLong {
+                hops: principals.len(),
+                max_hops: self.config.max_delegation_hops,
+            };
+            hops.push(guard_hop(&resolved.subject, guard));
+            return self.finish(options, hops, resolved.ignored_properties, Json::Null);
+        }
+        let mut subject_context = Json::Null;
+        for (position, principal) in principals.iter().enumerate() {
+            let is_subject = position + 1 == principals.len();
+            let (hop, context_json) = self.decide_hop(&resolved, principal, is_subject, options);
+            if is_subject {
+                subject_context = context_json;
+            }
+            hops.push(hop);
+        }
+        self.finish(options, hops, resolved.ignored_properties, subject_context)
+    }
+
+    /// Cedar's answer for `principal` doing `action` on `resource` with `context`, using the
+    /// index and the per-request slice but none of Arbiter's guards or enrichment.
+    pub fn evaluate_cedar(
+        &self,
+        principal: &EntityRef,
+        action: &EntityRef,
+        resource: &EntityRef,
+        context: &Map<String, Json>,
+    ) -> Result<CedarEvaluation, String> {
+        let principal = to_uid(principal).map_err(|err| err.0)?;
+        let action = to_uid(action).map_err(|err| err.0)?;
+        let resource = to_uid(resource).map_err(|err| err.0)?;
+        let action_entity = self.stored_or_bare(&action);
+        let context = cedar_context(context).map_err(|Unresolvable(guard)| format!("{guard:?}"))?;
+        let evaluation = self
+            .evaluate(
+                &principal,
+                None,
+                &action,
+                &action_entity,
+                &resource,
+                None,
+                Context::Value(Arc::new(context)),
+            )
+            .map_err(|Unresolvable(guard)| format!("{guard:?}"))?;
+        let ids = |effect: Effect| -> Vec<String> {
+            evaluation
+                .satisfied
+                .iter()
+                .filter_map(|idx| self.policy(*idx))
+                .filter(|policy| policy.effect == effect)
+                .map(|policy| policy.id.clone())
+                .collect()
+        };
+        Ok(CedarEvaluation {
+            satisfied_permits: ids(Effect::Permit),
+            satisfied_forbids: ids(Effect::Forbid),
+            erroring: evaluation
+                .errors
+                .iter()
+                .filter_map(|(idx, _)| self.policy(*idx))
+                .map(|policy| policy.id.clone())
+                .collect(),
+            candidates: evaluation.candidates.len(),
+        })
+    }
+
+    fn policy(&self, idx: u32) -> Option<&CompiledPolicy> {
+        self.policies.policies.get(idx as usize)
+    }
+
+    fn stored_or_bare(&self, uid: &EntityUID) -> Arc<Entity> {
+        match self.inventory.get(uid) {
+            Some(stored) => Arc::clone(&stored.entity),
+            None => Arc::new(Entity::with_uid(uid.clone())),
+        }
+    }
+
+    fn resolve(&self, request: &DecisionRequest) -> Result<Resolved, Unresolvable> {
+        let invalid = |message: String| Unresolvable(GuardViolation::InvalidRequest { message });
+        let subject = to_uid(&request.subject.entity)
+            .map_err(|err| invalid(format!("`subject.type`: {}", err.0)))?;
+        let resource = to_uid(&request.resource.entity)
+            .map_err(|err| invalid(format!("`resource.type`: {}", err.0)))?;
+        let action = to_uid(&EntityRef::new("Action", &request.action.name))
+            .map_err(|err| invalid(format!("`action.name`: {}", err.0)))?;
+        let chain = request
+            .delegation
+            .iter()
+            .enumerate()
+            .map(|(idx, hop)| {
+                to_uid(hop)
+                    .map_err(|err| invalid(format!("`context.delegation[{idx}]`: {}", err.0)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(schema) = &self.schema {
+            check_types_against_schema(schema.validator_schema(), &subject, &action, &resource)
+                .map_err(invalid)?;
+        }
+        let mut ignored_properties = Vec::new();
+        let mut local = |uid: &EntityUID,
+                         properties: &Map<String, Json>,
+                         field: &str|
+         -> Result<Option<Arc<Entity>>, Unresolvable> {
+            if self.inventory.get(uid).is_some() {
+                // INVARIANT: the inventory's facts win; a caller cannot claim a role or attribute.
+                ignored_properties.extend(
+                    properties
+                        .keys()
+                        .map(|key| format!("{field}.properties.{key}")),
+                );
+                return Ok(None);
+            }
+            self.local_entity(uid, properties, field).map(Some)
+        };
+        let subject_local = local(&subject, &request.subject.properties, "subject")?;
+        let resource_entity = local(&resource, &request.resource.properties, "resource")?;
+        let action_entity = match local(&action, &request.action.properties, "action")? {
+            Some(entity) => entity,
+            None => self.stored_or_bare(&action),
+        };
+        let caller_context = cedar_context(&request.context)?;
+        Ok(Resolved {
+            subject,
+            subject_local,
+            action,
+            action_entity,
+            resource,
+            resource_entity,
+            caller_context,
+            chain,
+            ignored_properties,
+        })
+    }
+
+    /// An entity that exists only in the request, built from the caller's properties.
+    fn local_entity(
+        &self,
+        uid: &EntityUID,
+        properties: &Map<String, Json>,
+        field: &str,
+    ) -> Result<Arc<Entity>, Unresolvable> {
+        if properties.is_empty() {
+            return Ok(Arc::new(Entity::with_uid(uid.clone())));
+        }
+        let entity_ref = from_uid(uid);
+        let json = json!([{
+            "uid": {"type": entity_ref.entity_type, "id": entity_ref.id},
+            "attrs": properties,
+            "parents": [],
+        }]);
+        let extensions = Extensions::all_available();
+        let parsed = match &self.schema {
+            Some(schema) => {
+                let core_schema = CoreSchema::new(schema.validator_schema());
+                EntityJsonParser::new(
+                    Some(&core_schema),
+                    extensions,
+                    TCComputation::AssumeAlreadyComputed,
+                )
+                .from_json_value(json)
+            }
+            None => EntityJsonParser::new(
+                None::<&NoEntitiesSchema>,
+                extensions,
+                TCComputation::AssumeAlreadyComputed,
+            )
+            .from_json_value(json),
+        };
+        let entities = parsed.map_err(|err| {
+            Unresolvable(GuardViolation::InvalidRequest {
+                message: format!("`{field}.properties`: {}", diagnostic_text(&err)),
+            })
+        })?;
+        let built = entities
+            .iter()
+            .find(|entity| entity.uid() == uid)
+            .map(|entity| Arc::new(entity.clone()));
+        built.ok_or_else(|| {
+            Unresolvable(GuardViolation::InvalidRequest {
+                message: format!("`{field}.properties`: entity was not built"),
+            })
+        })
+    }
+
+    fn decide_hop(
+        &self,
+        resolved: &Resolved,
+        principal: &EntityUID,
+        is_subject: bool,
+        options: &DecideOptions,
+    ) -> (HopTrace, Json) {
+        let (arbiter_value, arbiter_json) = self.arbiter_context(resolved, principal, options.now);
+        let context_json = if is_subject {
+            let mut json = Map::new();
+            for (key, value) in &resolved.caller_context {
+                json.insert(key.to_string(), value_json(value));
+            }
+            json.insert("arbiter".to_owned(), arbiter_json);
+            Json::Object(json)
+        } else {
+            Json::Null
+        };
+        if let Some(guard) = self.guard(principal, options.now) {
+            return (guard_hop(principal, guard), context_json);
+        }
+        let mut context = resolved.caller_context.clone();
+        context.insert("arbiter".into(), arbiter_value);
+        let local = if is_subject {
+            resolved.subject_local.clone()
+        } else {
+            None
+        };
+        let evaluation = match self.evaluate(
+            principal,
+            local,
+            &resolved.action,
+            &resolved.action_entity,
+            &resolved.resource,
+            resolved.resource_entity.clone(),
+            Context::Value(Arc::new(context)),
+        ) {
+            Ok(evaluation) => evaluation,
+            Err(Unresolvable(guard)) => return (guard_hop(principal, guard), context_json),
+        };
+        (self.judge(principal, evaluation, options), context_json)
+    }
+
+    /// Built-in guards: unknown principals and inactive identities are denied whatever the policies say.
+    fn guard(&self, principal: &EntityUID, now: Timestamp) -> Option<GuardViolation> {
+        let Some(stored) = self.inventory.get(principal) else {
+            return Some(GuardViolation::UnknownPrincipal {
+                entity: from_uid(principal),
+            });
+        };
+        // Plain Cedar entities carry no governance facts and are treated as active.
+        let governance = stored.governance.as_ref()?;
+        if governance.lifecycle != Lifecycle::Active {
+            return Some(GuardViolation::NotActive {
+                entity: from_uid(principal),
+                lifecycle: governance.lifecycle,
+            });
+        }
+        let credential = governance.credential.as_ref()?;
+        if let Some(expires_at) = credential.expires_at {
+            if expires_at <= now {
+                return Some(GuardViolation::CredentialExpired {
+                    entity: from_uid(principal),
+                    expires_at,
+                });
+            }
+        }
+        let holder_lifecycle = match self.inventory.get(&credential.holder) {
+            None => None,
+            Some(holder) => match &holder.governance {
+                Some(governance) => Some(governance.lifecycle),
+                None => Some(Lifecycle::Active),
+            },
+        };
+        if holder_lifecycle != Some(Lifecycle::Active) {
+            return Some(GuardViolation::HolderNotActive {
+                entity: from_uid(principal),
+                holder: from_uid(&credential.holder),
+                lifecycle: holder_lifecycle,
+            });
+        }
+        None
+    }
+
+    /// Cedar evaluation of the candidate policies over the request's entity slice.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one Cedar request")]
+    fn evaluate(
+        &self,
+        principal: &EntityUID,
+        principal_local: Option<Arc<Entity>>,
+        action: &EntityUID,
+        action_entity: &Arc<Entity>,
+        resource: &EntityUID,
+        resource_local: Option<Arc<Entity>>,
+        context: Context,
+    ) -> Result<Evaluation, Unresolvable> {
+        let principal_stored = self.inventory.get(principal);
+        let resource_stored = self.inventory.get(resource);
+        let principal_entity: Option<&Arc<Entity>> = principal_stored
+            .map(|stored| &stored.entity)
+            .or(principal_local.as_ref());
+        let resource_entity: Option<&Arc<Entity>> = resource_stored
+            .map(|stored| &stored.entity)
+            .or(resource_local.as_ref());
+        let principal_ancestors: Vec<&EntityUID> = principal_entity
+            .map(|entity| entity.ancestors().collect())
+            .unwrap_or_default();
+        let resource_ancestors: Vec<&EntityUID> = resource_entity
+            .map(|entity| entity.ancestors().collect())
+            .unwrap_or_default();
+        let actions: Vec<&EntityUID> = std::iter::once(action)
+            .chain(action_entity.ancestors())
+            .collect();
+        let candidates = self.policies.index.candidates(&IndexQuery {
+            principal,
+            principal_ancestors: &principal_ancestors,
+            actions: &actions,
+            resource,
+            resource_ancestors: &resource_ancestors,
+        });
+
+        let slice = self.slice(
+            [principal_entity, Some(action_entity), resource_entity],
+            &context,
+            &candidates,
+        )?;
+        let request = Request::new_unchecked(
+            EntityUIDEntry::known(principal.clone(), None),
+            EntityUIDEntry::known(action.clone(), None),
+            EntityUIDEntry::known(resource.clone(), None),
+            Some(context),
+        );
+        let evaluator = Evaluator::new(request.clone(), &slice, Extensions::all_available());
+        let mut satisfied = Vec::new();
+        let mut errors = Vec::new();
+        for &policy_idx in &candidates {
+            let Some(policy) = self.policy(policy_idx) else {
+                continue;
+            };
+            match evaluator.interpret(&policy.condition, policy.policy.env()) {
+                Ok(value) => match as_bool(&value) {
+                    Some(true) => satisfied.push(policy_idx),
+                    Some(false) => {}
+                    None => errors.push((policy_idx, "condition is not a boolean".to_owned())),
+                },
+                Err(err) => errors.push((policy_idx, err.to_string())),
+            }
+        }
+        Ok(Evaluation {
+            request,
+            slice,
+            candidates,
+            satisfied,
+            errors,
+        })
+    }
+
+    /// The entities this request can reach: the request's own, everything their attributes
+    /// reference (transitively), the context's and the candidate policies' entity literals.
+    /// Cedar can reach no other entity while evaluating, so the result equals evaluating over
+    /// the whole inventory.
+    fn slice(
+        &self,
+        roots: [Option<&Arc<Entity>>; 3],
+        context: &Context,
+        candidates: &[u32],
+    ) -> Result<Entities, Unresolvable> {
+        let max = self.config.max_slice_entities;
+        let mut visited: HashSet<EntityUID> = HashSet::new();
+        let mut members: Vec<Arc<Entity>> = Vec::new();
+        let mut queue: Vec<EntityUID> = Vec::new();
+        for entity in roots.into_iter().flatten() {
+            if visited.insert(entity.uid().clone()) {
+                members.push(Arc::clone(entity));
+                match self.inventory.get(entity.uid()) {
+                    Some(stored) if Arc::ptr_eq(&stored.entity, entity) => {
+                        queue.extend(stored.refs.iter().cloned())
+                    }
+                    _ => queue.extend(local_refs(entity)),
+                }
+            }
+        }
+        if let Context::Value(record) = context {
+            for value in record.values() {
+                collect_uids(value, &mut queue);
+            }
+        }
+        for policy_idx in candidates {
+            if let Some(policy) = self.policy(*policy_idx) {
+                queue.extend(policy.literal_refs.iter().cloned());
+            }
+        }
+        while let Some(uid) = queue.pop() {
+            if !visited.insert(uid.clone()) {
+                continue;
+            }
+            if let Some(stored) = self.inventory.get(&uid) {
+                if members.len() >= max {
+                    return Err(Unresolvable(GuardViolation::EntitySliceTooLarge {
+                        max_entities: max,
+                    }));
+                }
+                members.push(Arc::clone(&stored.entity));
+                queue.extend(stored.refs.iter().cloned());
+            }
+        }
+        Entities::new()
+            .add_entities(
+                members,
+                None::<&NoEntitiesSchema>,
+                TCComputation::AssumeAlreadyComputed,
+                Extensions::all_available(),
+            )
+            .map_err(|err| {
+                Unresolvable(GuardViolation::InvalidRequest {
+                    message: format!("entity slice: {err}"),
+                })
+            })
+    }
+
+    /// `context.arbiter`: the time, the principal's live signals and the delegation chain.
+    fn arbiter_context(
+        &self,
+        resolved: &Resolved,
+        principal: &EntityUID,
+        now: Timestamp,
+    ) -> (Value, Json) {
+        let mut fresh: BTreeMap<SmolStr, Value> = BTreeMap::new();
+        let mut fresh_json = Map::new();
+        let mut stale: Vec<Value> = Vec::new();
+        let mut stale_json = Vec::new();
+        if let Some(signals) = self.inventory.signals_of(principal) {
+            for (name, signal) in signals.iter() {
+                if signal.is_stale(now) {
+                    stale.push(Value::from(name.as_str()));
+                    stale_json.push(json!(name));
+                    continue;
+                }
+                let Some(value) = signal_value(&signal.value) else {
+                    continue;
+                };
+                let age = signal.age_seconds(now);
+                fresh.insert(
+                    name.into(),
+                    Value::record(
+                        [
+                            ("value", value),
+                            ("source", Value::from(signal.source.as_str())),
+                            ("age_seconds", Value::from(age)),
+                        ],
+                        None,
+                    ),
+                );
+                fresh_json.insert(
+                    name.clone(),
+                    json!({"value": signal.value, "source": signal.source, "age_seconds": age}),
+                );
+            }
+        }
+        let delegated = !resolved.chain.is_empty();
+        let mut record: Vec<(&str, Value)> = vec![
+            ("now", Value::from(now)),
+            ("signals", Value::record_arc(Arc::new(fresh), None)),
+            ("stale_signals", Value::set(stale, None)),
+            ("delegated", Value::from(delegated)),
+        ];
+        let mut record_json = json!({
+            "now": now,
+            "signals": fresh_json,
+            "stale_signals": stale_json,
+            "delegated": delegated,
+        });
+        if let Some(origin) = resolved.chain.first() {
+            let chain: Vec<Value> = resolved
+                .chain
+                .iter()
+                .chain(std::iter::once(&resolved.subject))
+                .map(|uid| Value::from(uid.clone()))
+                .collect();
+            let depth = i64::try_from(resolved.chain.len()).unwrap_or(i64::MAX);
+            record.push((
+                "delegation",
+                Value::record(
+                    [
+                        ("origin", Value::from(origin.clone())),
+                        ("chain", Value::set(chain, None)),
+                        ("depth", Value::from(depth)),
+                    ],
+                    None,
+                ),
+            ));
+            if let Json::Object(map) = &mut record_json {
+                let chain_json: Vec<Json> = resolved
+                    .chain
+                    .iter()
+                    .chain(std::iter::once(&resolved.subject))
+                    .map(|uid| entity_json(&from_uid(uid)))
+                    .collect();
+                map.insert(
+                    "delegation".to_owned(),
+                    json!({"origin": entity_json(&from_uid(origin)), "chain": chain_json, "depth": depth}),
+                );
+            }
+        }
+        (Value::record(record, None), record_json)
+    }
+
+    /// Arbiter's outcome rules over Cedar's evaluation.
+    fn judge(
+        &self,
+        principal: &EntityUID,
+        evaluation: Evaluation,
+        options: &DecideOptions,
+    ) -> HopTrace {
+        let evaluator = Evaluator::new(
+            evaluation.request.clone(),
+            &evaluation.slice,
+            Extensions::all_available(),
+        );
+        let errors: Vec<DecisionError> = evaluation
+            .errors
+            .iter()
+            .filter_map(|(idx, message)| {
+                self.policy(*idx).map(|policy| DecisionError {
+                    policy: Some(policy.id.clone()),
+                    message: message.clone(),
+                })
+            })
+            .collect();
+        let satisfied: Vec<&CompiledPolicy> = evaluation
+            .satisfied
+            .iter()
+            .filter_map(|idx| self.policy(*idx))
+            .collect();
+        let permits: Vec<&CompiledPolicy> = satisfied
+            .iter()
+            .copied()
+            .filter(|policy| policy.effect == Effect::Permit)
+            .collect();
+        let forbids: Vec<&CompiledPolicy> = satisfied
+            .iter()
+            .copied()
+            .filter(|policy| policy.effect == Effect::Forbid)
+            .collect();
+        let erroring_forbid = evaluation.errors.iter().find_map(|(idx, message)| {
+            self.policy(*idx)
+                .filter(|policy| policy.effect == Effect::Forbid)
+                .map(|policy| (policy, message))
+        });
+
+        let mut explanation = Explanation::default();
+        let mut explain = |policy: &CompiledPolicy, role: PolicyTraceRole| {
+            if options.explain {
+                explanation
+                    .policies
+                    .push(explain_policy(&evaluator, policy, role));
+            }
+        };
+        for (idx, _) in &evaluation.errors {
+            if let Some(policy) = self.policy(*idx) {
+                explain(policy, PolicyTraceRole::Errored);
+            }
+        }
+
+        let (outcome, guard, determining): (Outcome, Option<GuardViolation>, Vec<&CompiledPolicy>) =
+            if let Some((policy, message)) = erroring_forbid {
+                // Cedar skips an erroring forbid; Arbiter cannot tell what it would have said.
+                let guard = GuardViolation::ForbidErrored {
+                    policy: policy.id.clone(),
+                    message: message.clone(),
+                };
+                (Outcome::Deny, Some(guard), vec![policy])
+            } else if let Some(guard) = self.unavailable_signal(&evaluator, &evaluation, principal)
+            {
+                (Outcome::Deny, Some(guard), Vec::new())
+            } else if !forbids.is_empty() {
+                let all_ask_approval = forbids.iter().all(|policy| policy.approval.is_some());
+                if all_ask_approval && !permits.is_empty() {
+                    (Outcome::ApprovalRequired, None, forbids)
+                } else {
+                    (Outcome::Deny, None, forbids)
+                }
+            } else if !permits.is_empty() {
+                (Outcome::Allow, None, permits)
+            } else {
+                (Outcome::Deny, None, Vec::new())
+            };
+
+        for policy in &determining {
+            if !evaluation
+                .errors
+                .iter()
+                .any(|(idx, _)| self.policy(*idx).is_some_and(|p| std::ptr::eq(p, *policy)))
+            {
+                explain(policy, PolicyTraceRole::Determining);
+            }
+        }
+        if options.explain && outcome == Outcome::Deny && guard.is_none() && determining.is_empty()
+        {
+            let candidates: Vec<&CompiledPolicy> = evaluation
+                .candidates
+                .iter()
+                .filter(|idx| !evaluation.errors.iter().any(|(err_idx, _)| err_idx == *idx))
+                .filter_map(|idx| self.policy(*idx))
+                .filter(|policy| policy.effect == Effect::Permit)
+                .collect();
+            explanation.policies.extend(nearest_misses(
+                &evaluator,
+                &candidates,
+                self.config.nearest_misses,
+            ));
+        }
+        HopTrace {
+            principal: from_uid(principal),
+            outcome,
+            guard,
+            determining: determining
+                .iter()
+                .map(|policy| determining_policy(policy))
+                .collect(),
+            errors,
+            candidates: evaluation.candidates.len(),
+            explanation,
+        }
+    }
+
+    /// A policy that applies but needs a signal the principal lacks (missing or stale).
+    fn unavailable_signal(
+        &self,
+        evaluator: &Evaluator<'_>,
+        evaluation: &Evaluation,
+        principal: &EntityUID,
+    ) -> Option<GuardViolation> {
+        let signals = self.inventory.signals_of(principal);
+        let now = match evaluation.request.context() {
+            Some(Context::Value(record)) => record
+                .get("arbiter")
+                .and_then(|arbiter| match &arbiter.value {
+                    ValueKind::Record(fields) => fields.get("now").cloned(),
+                    _ => None,
+                })
+                .and_then(|now| match now.value {
+                    ValueKind::Lit(Literal::Long(now)) => Some(now),
+                    _ => None,
+                }),
+            _ => None,
+        }?;
+        for policy_idx in &evaluation.candidates {
+            let Some(policy) = self.policy(*policy_idx) else {
+                continue;
+            };
+            if policy.required_signals.is_empty() {
+                continue;
+            }
+            let applies = evaluator
+                .interpret(&policy.scope, policy.policy.env())
+                .ok()
+                .and_then(|value| as_bool(&value))
+                .unwrap_or(true);
+            if !applies {
+                continue;
+            }
+            for name in &policy.required_signals {
+                let state = match signals.and_then(|signals| signals.get(name)) {
+                    None => "missing",
+                    Some(signal) if signal.is_stale(now) => "stale",
+                    Some(_) => continue,
+                };
+                return Some(GuardViolation::SignalUnavailable {
+                    policy: policy.id.clone(),
+                    signal: name.clone(),
+                    state: state.to_owned(),
+                });
+            }
+        }
+        None
+    }
+
+    fn finish(
+        &self,
+        options: &DecideOptions,
+        hops: Vec<HopTrace>,
+        ignored_properties: Vec<String>,
+        context: Json,
+    ) -> Decision {
+        let n_hops = hops.len();
+        let deciding = hops
+            .iter()
+            .position(|hop| hop.outcome == Outcome::Deny)
+            .or_else(|| {
+                hops.iter()
+                    .position(|hop| hop.outcome == Outcome::ApprovalRequired)
+            })
+            .unwrap_or(n_hops.saturating_sub(1));
+        let (outcome, determining, reason_admin, reason_user, errors) = match hops.get(deciding) {
+            Some(hop) => {
+                let (admin, user) = reasons(hop);
+                let admin = if n_hops > 1 {
+                    format!(
+                        "hop {} of {n_hops} ({}): {admin}",
+                        deciding + 1,
+                        hop.principal
+                    )
+                } else {
+                    admin
+                };
+                (
+                    hop.outcome,
+                    hop.determining.clone(),
+                    admin,
+                    user,
+                    hop.errors.clone(),
+                )
+            }
+            None => (
+                Outcome::Deny,
+                Vec::new(),
+                "denied: internal error: no principal was evaluated".to_owned(),
+                "denied".to_owned(),
+                Vec::new(),
+            ),
+        };
+        Decision {
+            id: options.decision_id.clone(),
+            outcome,
+            determining,
+            reason_admin,
+            reason_user,
+            errors,
+            ignored_properties,
+            hops,
+            context,
+            snapshot: SnapshotInfo {
+                policy_version: self.policies.version(),
+                policy_digest: self.policies.digest().to_owned(),
+                inventory_version: self.inventory.version(),
+            },
+            decided_at: options.now,
+        }
+    }
+}
+
+fn guard_hop(principal: &EntityUID, guard: GuardViolation) -> HopTrace {
+    HopTrace {
+        principal: from_uid(principal),
+        outcome: Outcome::Deny,
+        guard: Some(guard),
+        determining: Vec::new(),
+        errors: Vec::new(),
+        candidates: 0,
+        explanation: Explanation::default(),
+    }
+}
+
+fn determining_policy(policy: &CompiledPolicy) -> DeterminingPolicy {
+    DeterminingPolicy {
+        id: policy.id.clone(),
+        effect: policy.effect,
+        annotations: policy.annotations.clone(),
+    }
+}
+
+/// The administrator's and the end user's reason for one hop's outcome.
+fn reasons(hop: &HopTrace) -> (String, String) {
+    if let Some(guard) = &hop.guard {
+        return guard_reasons(guard);
+    }
+    let ids = || {
+        hop.determining
+            .iter()
+            .map(|policy| format!("`{}`", policy.id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let annotation = |key: &str| {
+        hop.determining
+            .iter()
+            .find_map(|policy| policy.annotations.get(key).cloned())
+    };
+    match hop.outcome {
+        Outcome::Allow => (format!("allowed by {}", ids()), "allowed".to_owned()),
+        Outcome::ApprovalRequired => {
+            let why = annotation("approval").unwrap_or_default();
+            (
+                format!("approval required by {}: {why}", ids()),
+                format!("this needs a human's approval: {why}"),
+            )
+        }
+        Outcome::Deny if !hop.determining.is_empty() => {
+            let user = annotation("reason").unwrap_or_else(|| "denied by policy".to_owned());
+            (format!("denied by forbid {}", ids()), user)
+        }
+        Outcome::Deny => {
+            let nearest = hop
+                .explanation
+                .policies
+                .iter()
+                .find(|trace| trace.role == PolicyTraceRole::NearestMiss);
+            let admin = match nearest
+                .and_then(|trace| first_failure(trace).map(|failure| (trace, failure)))
+            {
+                Some((trace, failure)) => format!(
+                    "denied: no permit applies; nearest is `{}`, which failed at {failure}",
+                    trace.id
+                ),
+                None if hop.candidates == 0 => {
+                    "denied: no policy applies to this principal, action and resource".to_owned()
+                }
+                None => "denied: no permit applies".to_owned(),
+            };
+            (admin, "denied: no policy allows this".to_owned())
+        }
+    }
+}
+
+fn guard_reasons(guard: &GuardViolation) -> (String, String) {
+    match guard {
+        GuardViolation::UnknownPrincipal { entity } => (
+            format!("denied: unknown principal `{entity}` (not in the inventory)"),
+            "denied: unknown identity".to_owned(),
+        ),
+        GuardViolation::NotActive { entity, lifecycle } => (
+            format!(
+                "denied: `{entity}` is {} (lifecycle guard: only active identities may act)",
+                lifecycle.as_str()
+            ),
+            format!("denied: this identity is {}", lifecycle.as_str()),
+        ),
+        GuardViolation::CredentialExpired { entity, expires_at } => (
+            format!("denied: credential `{entity}` expired at {expires_at}"),
+            "denied: credential expired".to_owned(),
+        ),
+        GuardViolation::HolderNotActive {
+            entity,
+            holder,
+            lifecycle,
+        } => (
+            format!(
+                "denied: credential `{entity}` belongs to `{holder}`, which is {}",
+                lifecycle.map_or("not in the inventory", Lifecycle::as_str)
+            ),
+            "denied: this credential's identity is not active".to_owned(),
+        ),
+        GuardViolation::DelegationTooLong { hops, max_hops } => (
+            format!("denied: delegation chain has {hops} principals, more than the {max_hops} allowed"),
+            "denied: delegation chain too long".to_owned(),
+        ),
+        GuardViolation::SignalUnavailable {
+            policy,
+            signal,
+            state,
+        } => (
+            format!("denied: policy `{policy}` requires signal `{signal}`, which is {state} (fail closed)"),
+            "denied: required security signal unavailable".to_owned(),
+        ),
+        GuardViolation::ForbidErrored { policy, message } => (
+            format!("denied: forbid `{policy}` failed to evaluate (fail closed): {message}"),
+            "denied: a policy could not be evaluated".to_owned(),
+        ),
+        GuardViolation::EntitySliceTooLarge { max_entities } => (
+            format!("denied: the request reaches more than {max_entities} entities"),
+            "denied: request too complex".to_owned(),
+        ),
+        GuardViolation::InvalidRequest { message } => (
+            format!("denied: invalid request: {message}"),
+            "denied: invalid request".to_owned(),
+        ),
+    }
+}
+
+/// Caller context in Cedar form. Entity references use Cedar's `__entity` escape.
+fn cedar_context(context: &Map<String, Json>) -> Result<BTreeMap<SmolStr, Value>, Unresolvable> {
+    let parsed = Context::from_json_value(Json::Object(context.clone())).map_err(|err| {
+        Unresolvable(GuardViolation::InvalidRequest {
+            message: format!("`context`: {}", diagnostic_text(&err)),
+        })
+    })?;
+    match parsed {
+        Context::Value(record) => Ok(record.as_ref().clone()),
+        Context::RestrictedResidual(_) => Err(Unresolvable(GuardViolation::InvalidRequest {
+            message: "`context`: unknown values are not supported".to_owned(),
+        })),
+    }
+}
+
+fn signal_value(json: &Json) -> Option<Value> {
+    match json {
+        Json::Bool(flag) => Some(Value::from(*flag)),
+        Json::Number(number) => number.as_i64().map(Value::from),
+        Json::String(text) => Some(Value::from(text.as_str())),
+        _ => None,
+    }
+}
+
+fn entity_json(entity: &EntityRef) -> Json {
+    json!({"type": entity.entity_type, "id": entity.id})
+}
+
+/// A Cedar value as JSON, for the logged context.
+fn value_json(value: &Value) -> Json {
+    match &value.value {
+        ValueKind::Lit(Literal::Bool(flag)) => json!(flag),
+        ValueKind::Lit(Literal::Long(number)) => json!(number),
+        ValueKind::Lit(Literal::String(text)) => json!(text.as_str()),
+        ValueKind::Lit(Literal::EntityUID(uid)) => json!({"__entity": entity_json(&from_uid(uid))}),
+        ValueKind::Set(set) => Json::Array(set.iter().map(value_json).collect()),
+        ValueKind::Record(record) => Json::Object(
+            record
+                .iter()
+                .map(|(key, value)| (key.to_string(), value_json(value)))
+                .collect(),
+        ),
+        ValueKind::ExtensionValue(_) => json!(value.to_string()),
+    }
+}
+
+pub(crate) fn as_bool(value: &Value) -> Option<bool> {
+    match &value.value {
+        ValueKind::Lit(Literal::Bool(flag)) => Some(*flag),
+        _ => None,
+    }
+}
+
+/// Entity references in an entity that is not in the inventory (built from request properties).
+fn local_refs(entity: &Entity) -> Vec<EntityUID> {
+    let mut found = Vec::new();
+    for (_, value) in entity.attrs() {
+        if let PartialValue::Value(value) = value {
+            collect_uids(value, &mut found);
+        }
+    }
+    found
+}
+
+/// With a schema, the principal and resource types must be ones the action applies to.
+fn check_types_against_schema(
+    schema: &cedar_policy_core::validator::ValidatorSchema,
+    principal: &EntityUID,
+    action: &EntityUID,
+    resource: &EntityUID,
+) -> Result<(), String> {
+    let Some(action_id) = schema.get_action_id(action) else {
+        return Err(format!(
+            "`action.name`: `{action}` is not an action in the schema"
+        ));
+    };
+    if !action_id.is_applicable_principal_type(principal.entity_type()) {
+        return Err(format!(
+            "`subject.type`: `{}` is not a principal type that `{action}` applies to",
+            principal.entity_type()
+        ));
+    }
+    if !action_id.is_applicable_resource_type(resource.entity_type()) {
+        return Err(format!(
+            "`resource.type`: `{}` is not a resource type that `{action}` applies to",
+            resource.entity_type()
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,618 @@
+//! The inventory: every entity Arbiter knows, as Cedar entities with their ancestors already
+//! closed, plus the governance facts (kind, lifecycle, owner, credential) and live signals.
+//!
+//! Stored in persistent (structurally shared) maps, so cloning an inventory is O(1) and changing
+//! one identity is O(log n): a writer clones, changes and publishes, and readers holding the old
+//! snapshot never notice. This is why Arbiter does not keep a `cedar_policy::Entities`, whose
+//! `upsert_entities` walks the whole store.
+
+use crate::schema::Schema;
+use arbiter_core::{
+    json_type, EntityRef, Group, Identity, IdentityKind, InventoryDocument, Lifecycle, Resource,
+    Signal, Timestamp,
+};
+use cedar_policy_core::ast::{
+    Eid, Entity, EntityType, EntityUID, Literal, Name, PartialValue, Value, ValueKind,
+};
+use cedar_policy_core::entities::{EntityJsonParser, NoEntitiesSchema, TCComputation};
+use cedar_policy_core::extensions::Extensions;
+use cedar_policy_core::validator::CoreSchema;
+use serde_json::{json, Map, Value as Json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Attribute names Arbiter sets on identities and resources; inventory attributes may not use them.
+pub const RESERVED_ATTRIBUTES: &[&str] = &[
+    "kind",
+    "lifecycle",
+    "owner",
+    "sponsor",
+    "holder",
+    "issued_at",
+    "rotated_at",
+    "expires_at",
+    "last_used_at",
+    "sensitivity",
+    "sensitivity_level",
+];
+
+/// Governance facts about one identity, read by the built-in guards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Governance {
+    /// Human, service account, workload, agent or credential.
+    pub kind: IdentityKind,
+    /// Only `Active` may act.
+    pub lifecycle: Lifecycle,
+    /// The accountable human.
+    pub owner: Option<EntityUID>,
+    /// The identity vouching for this one.
+    pub sponsor: Option<EntityUID>,
+    /// For credentials: who holds it and when it expires.
+    pub credential: Option<CredentialGovernance>,
+}
+
+/// What the guards need to know about a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialGovernance {
+    /// The identity it authenticates as.
+    pub holder: EntityUID,
+    /// When it stops being valid.
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StoredEntity {
+    pub(crate) entity: Arc<Entity>,
+    /// Entities referenced by attribute or tag values: the next ring of the per-request slice.
+    pub(crate) refs: Box<[EntityUID]>,
+    /// `None` for plain Cedar entities (groups, resources, entities loaded from Cedar JSON).
+    pub(crate) governance: Option<Governance>,
+}
+
+/// The whole inventory. Cheap to clone; every mutation bumps `version`.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    entities: imbl::HashMap<EntityUID, Arc<StoredEntity>>,
+    /// Entities that are (or were) someone's parent. Changing the parents of one of them means
+    /// repairing its descendants' ancestor sets; for any other entity the change is local.
+    parents_in_use: imbl::HashSet<EntityUID>,
+    signals: imbl::HashMap<EntityUID, Arc<BTreeMap<String, Signal>>>,
+    version: u64,
+}
+
+/// Something in the inventory input is wrong; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InventoryError(pub String);
+
+impl Inventory {
+    /// Number of entities.
+    pub fn len(&self) -> usize {
+        self.entities.len()
+    }
+
+    /// Whether it holds no entities.
+    pub fn is_empty(&self) -> bool {
+        self.entities.is_empty()
+    }
+
+    /// Bumped by every change.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Whether the entity is known.
+    pub fn contains(&self, entity: &EntityRef) -> bool {
+        to_uid(entity).is_ok_and(|uid| self.entities.contains_key(&uid))
+    }
+
+    /// Governance facts, for identities Arbiter manages.
+    pub fn governance(&self, entity: &EntityRef) -> Option<&Governance> {
+        let uid = to_uid(entity).ok()?;
+        self.entities.get(&uid)?.governance.as_ref()
+    }
+
+    /// The entity in Cedar's entity JSON format, for display.
+    pub fn entity_json(&self, entity: &EntityRef) -> Option<Json> {
+        let uid = to_uid(entity).ok()?;
+        self.entities.get(&uid)?.entity.to_json_value().ok()
+    }
+
+    pub(crate) fn get(&self, uid: &EntityUID) -> Option<&Arc<StoredEntity>> {
+        self.entities.get(uid)
+    }
+
+    pub(crate) fn signals_of(&self, uid: &EntityUID) -> Option<&Arc<BTreeMap<String, Signal>>> {
+        self.signals.get(uid)
+    }
+
+    /// Changes an identity's lifecycle. O(log n): only that identity's entry is replaced.
+    pub fn set_lifecycle(
+        &mut self,
+        entity: &EntityRef,
+        lifecycle: Lifecycle,
+    ) -> Result<(), InventoryError> {
+        let uid = to_uid(entity)?;
+        let stored = self
+            .entities
+            .get(&uid)
+            .ok_or_else(|| InventoryError(format!("unknown identity `{entity}`")))?;
+        let Some(governance) = &stored.governance else {
+            return Err(InventoryError(format!(
+                "`{entity}` is not a governed identity and has no lifecycle"
+            )));
+        };
+        let governance = Governance {
+            lifecycle,
+            ..governance.clone()
+        };
+        let (uid, mut attrs, indirect, parents, tags) = stored.entity.as_ref().clone().into_inner();
+        attrs.insert(
+            "lifecycle".into(),
+            PartialValue::Value(Value::from(lifecycle.as_str())),
+        );
+        let entity =
+            Entity::new_with_attr_partial_value(uid.clone(), attrs, indirect, parents, tags);
+        let refs = stored.refs.clone();
+        self.entities.insert(
+            uid,
+            Arc::new(StoredEntity {
+                entity: Arc::new(entity),
+                refs,
+                governance: Some(governance),
+            }),
+        );
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Adds or replaces one identity.
+    pub fn upsert_identity(
+        &mut self,
+        identity: &Identity,
+        schema: Option<&Schema>,
+    ) -> Result<(), InventoryError> {
+        let json = identity_json(identity)?;
+        let governance = governance_of(identity)?;
+        self.upsert_json(json, Some(governance), schema)
+    }
+
+    /// Adds or replaces one resource.
+    pub fn upsert_resource(
+        &mut self,
+        resource: &Resource,
+        schema: Option<&Schema>,
+    ) -> Result<(), InventoryError> {
+        self.upsert_json(resource_json(resource)?, None, schema)
+    }
+
+    /// Adds or replaces one group or role.
+    pub fn upsert_group(
+        &mut self,
+        group: &Group,
+        schema: Option<&Schema>,
+    ) -> Result<(), InventoryError> {
+        self.upsert_json(group_json(group), None, schema)
+    }
+
+    /// Records a live signal, replacing the previous value of the same name for the same subject.
+    pub fn set_signal(&mut self, signal: Signal) -> Result<(), InventoryError> {
+        check_signal(&signal)?;
+        let uid = to_uid(&signal.subject)?;
+        let mut signals = self
+            .signals
+            .get(&uid)
+            .map(|existing| existing.as_ref().clone())
+            .unwrap_or_default();
+        signals.insert(signal.name.clone(), signal);
+        self.signals.insert(uid, Arc::new(signals));
+        self.version += 1;
+        Ok(())
+    }
+
+    fn upsert_json(
+        &mut self,
+        json: Json,
+        governance: Option<Governance>,
+        schema: Option<&Schema>,
+    ) -> Result<(), InventoryError> {
+        let parsed = parse_entities(
+            Json::Array(vec![json]),
+            schema,
+            TCComputation::AssumeAlreadyComputed,
+        )?;
+        let Some(entity) = parsed
+            .iter()
+            .find(|entity| !entity.uid().entity_type().is_action())
+        else {
+            return Err(InventoryError("no entity parsed".to_owned()));
+        };
+        let (uid, attrs, _, parents, tags) = entity.clone().into_inner();
+        let mut memo = HashMap::new();
+        let ancestors = self.closure_of(&uid, &parents, &mut memo)?;
+        let old_ancestors: Option<HashSet<EntityUID>> = self
+            .entities
+            .get(&uid)
+            .map(|old| old.entity.ancestors().cloned().collect());
+        let indirect = ancestors.difference(&parents).cloned().collect();
+        for parent in &parents {
+            self.parents_in_use.insert(parent.clone());
+        }
+        let entity =
+            Entity::new_with_attr_partial_value(uid.clone(), attrs, indirect, parents, tags);
+        self.insert(entity, governance);
+        let hierarchy_changed = old_ancestors.is_some_and(|old| old != ancestors);
+        if hierarchy_changed && self.parents_in_use.contains(&uid) {
+            self.repair_descendants_of(&uid)?;
+        }
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Ancestors of an entity with the given direct parents, from the parents' stored closures.
+    fn closure_of(
+        &self,
+        uid: &EntityUID,
+        parents: &HashSet<EntityUID>,
+        memo: &mut HashMap<EntityUID, HashSet<EntityUID>>,
+    ) -> Result<HashSet<EntityUID>, InventoryError> {
+        let mut ancestors = HashSet::new();
+        for parent in parents {
+            ancestors.insert(parent.clone());
+            let parent_ancestors = match memo.get(parent) {
+                Some(known) => known.clone(),
+                None => self
+                    .entities
+                    .get(parent)
+                    .map(|stored| stored.entity.ancestors().cloned().collect())
+                    .unwrap_or_default(),
+            };
+            ancestors.extend(parent_ancestors);
+        }
+        if ancestors.contains(uid) {
+            return Err(InventoryError(format!(
+                "`{uid}` would be its own ancestor: the hierarchy must not have cycles"
+            )));
+        }
+        Ok(ancestors)
+    }
+
+    /// Rebuilds the ancestor sets of everything below `root`. O(n): a rare, administrative change
+    /// (re-parenting a group), never a per-identity one.
+    fn repair_descendants_of(&mut self, root: &EntityUID) -> Result<(), InventoryError> {
+        let descendants: Vec<Arc<StoredEntity>> = self
+            .entities
+            .values()
+            .filter(|stored| stored.entity.is_descendant_of(root))
+            .cloned()
+            .collect();
+        // Parents before children: an entity with fewer ancestors cannot be below one with more.
+        let mut ordered = descendants;
+        ordered.sort_by_key(|stored| stored.entity.ancestors().count());
+        let mut memo = HashMap::new();
+        for stored in ordered {
+            let (uid, attrs, _, parents, tags) = stored.entity.as_ref().clone().into_inner();
+            let ancestors = self.closure_of(&uid, &parents, &mut memo)?;
+            memo.insert(uid.clone(), ancestors.clone());
+            let indirect = ancestors.difference(&parents).cloned().collect();
+            let entity = Entity::new_with_attr_partial_value(uid, attrs, indirect, parents, tags);
+            self.insert(entity, stored.governance.clone());
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, entity: Entity, governance: Option<Governance>) {
+        let refs = referenced_entities(&entity);
+        self.entities.insert(
+            entity.uid().clone(),
+            Arc::new(StoredEntity {
+                entity: Arc::new(entity),
+                refs,
+                governance,
+            }),
+        );
+    }
+}
+
+/// Collects inventory input (Arbiter documents and plain Cedar entities JSON) and builds an
+/// [`Inventory`] with Cedar's own parser, so attribute values mean exactly what Cedar says.
+#[derive(Debug, Default)]
+pub struct InventoryBuilder {
+    entity_json: Vec<Json>,
+    governance: HashMap<EntityRef, Governance>,
+    signals: Vec<Signal>,
+}
+
+impl InventoryBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds plain Cedar entities JSON (an array of `{uid, attrs, parents}`), the standard format.
+    pub fn add_cedar_entities(&mut self, json: Json) -> Result<&mut Self, InventoryError> {
+        match json {
+            Json::Array(items) => self.entity_json.extend(items),
+            other => {
+                return Err(InventoryError(format!(
+                    "Cedar entities JSON must be an array, found {}",
+                    json_type(&other)
+                )))
+            }
+        }
+        Ok(self)
+    }
+
+    /// Adds an Arbiter inventory document.
+    pub fn add_document(
+        &mut self,
+        document: &InventoryDocument,
+    ) -> Result<&mut Self, InventoryError> {
+        for identity in &document.identities {
+            self.entity_json.push(identity_json(identity)?);
+            self.governance
+                .insert(identity.entity_ref(), governance_of(identity)?);
+        }
+        for group in &document.groups {
+            self.entity_json.push(group_json(group));
+        }
+        for resource in &document.resources {
+            self.entity_json.push(resource_json(resource)?);
+        }
+        for signal in &document.signals {
+            check_signal(signal)?;
+            self.signals.push(signal.clone());
+        }
+        Ok(self)
+    }
+
+    /// Parses everything, closes the hierarchy and builds the inventory.
+    pub fn build(self, schema: Option<&Schema>) -> Result<Inventory, InventoryError> {
+        let parsed = parse_entities(
+            Json::Array(self.entity_json),
+            schema,
+            TCComputation::ComputeNow,
+        )?;
+        let mut inventory = Inventory::default();
+        let mut governance = self.governance;
+        for entity in parsed.iter() {
+            for parent in entity.parents() {
+                inventory.parents_in_use.insert(parent.clone());
+            }
+            let key = from_uid(entity.uid());
+            let governance = governance.remove(&key);
+            inventory.insert(entity.clone(), governance);
+        }
+        for signal in self.signals {
+            inventory.set_signal(signal)?;
+        }
+        inventory.version = 1;
+        Ok(inventory)
+    }
+}
+
+fn parse_entities(
+    json: Json,
+    schema: Option<&Schema>,
+    tc: TCComputation,
+) -> Result<cedar_policy_core::entities::Entities, InventoryError> {
+    let extensions = Extensions::all_available();
+    let result = match schema {
+        Some(schema) => {
+            let core_schema = CoreSchema::new(schema.validator_schema());
+            EntityJsonParser::new(Some(&core_schema), extensions, tc).from_json_value(json)
+        }
+        None => {
+            EntityJsonParser::new(None::<&NoEntitiesSchema>, extensions, tc).from_json_value(json)
+        }
+    };
+    result.map_err(|err| InventoryError(diagnostic_text(&err)))
+}
+
+/// A diagnostic's message with its help text, which often names the fix.
+pub(crate) fn diagnostic_text(err: &dyn miette::Diagnostic) -> String {
+    match err.help() {
+        Some(help) => format!("{err} (help: {help})"),
+        None => err.to_string(),
+    }
+}
+
+/// Converts an Arbiter entity reference to a Cedar one, checking the type name's syntax.
+pub fn to_uid(entity: &EntityRef) -> Result<EntityUID, InventoryError> {
+    let name = Name::from_str(&entity.entity_type).map_err(|_| {
+        InventoryError(format!(
+            "`{}` is not a valid Cedar entity type name",
+            entity.entity_type
+        ))
+    })?;
+    Ok(EntityUID::from_components(
+        EntityType::from(name),
+        Eid::new(entity.id.as_str()),
+        None,
+    ))
+}
+
+/// Converts a Cedar entity uid back to Arbiter's reference.
+pub fn from_uid(uid: &EntityUID) -> EntityRef {
+    let id: &str = uid.eid().as_ref();
+    EntityRef::new(uid.entity_type().to_string(), id)
+}
+
+fn entity_json_ref(entity: &EntityRef) -> Json {
+    json!({"__entity": {"type": entity.entity_type, "id": entity.id}})
+}
+
+fn with_reserved(
+    attributes: &Map<String, Json>,
+    owner_label: &str,
+    extra: Vec<(&str, Json)>,
+) -> Result<Map<String, Json>, InventoryError> {
+    let mut attrs = attributes.clone();
+    for (name, value) in extra {
+        if attrs.contains_key(name) {
+            return Err(InventoryError(format!(
+                "`{owner_label}`: attribute `{name}` is reserved: Arbiter sets it"
+            )));
+        }
+        attrs.insert(name.to_owned(), value);
+    }
+    Ok(attrs)
+}
+
+fn identity_json(identity: &Identity) -> Result<Json, InventoryError> {
+    let entity = identity.entity_ref();
+    let mut extra = vec![
+        ("kind", json!(identity.kind.as_str())),
+        ("lifecycle", json!(identity.lifecycle.as_str())),
+    ];
+    if let Some(owner) = &identity.owner {
+        extra.push(("owner", entity_json_ref(&EntityRef::new("Human", owner))));
+    }
+    if let Some(sponsor) = &identity.sponsor {
+        extra.push(("sponsor", entity_json_ref(sponsor)));
+    }
+    match (&identity.credential, identity.kind) {
+        (Some(credential), IdentityKind::Credential) => {
+            extra.push(("holder", entity_json_ref(&credential.holder)));
+            for (name, value) in [
+                ("issued_at", credential.issued_at),
+                ("rotated_at", credential.rotated_at),
+                ("expires_at", credential.expires_at),
+                ("last_used_at", credential.last_used_at),
+            ] {
+                if let Some(value) = value {
+                    extra.push((name, json!(value)));
+                }
+            }
+        }
+        (None, IdentityKind::Credential) => {
+            return Err(InventoryError(format!(
+                "`{entity}`: a credential needs `credential` metadata (at least its `holder`)"
+            )))
+        }
+        (Some(_), _) => {
+            return Err(InventoryError(format!(
+                "`{entity}`: only identities of kind `credential` carry `credential` metadata"
+            )))
+        }
+        (None, _) => {}
+    }
+    let attrs = with_reserved(&identity.attributes, &entity.to_string(), extra)?;
+    let parents: Vec<Json> = identity
+        .member_of
+        .iter()
+        .map(|parent| json!({"type": parent.entity_type, "id": parent.id}))
+        .collect();
+    Ok(
+        json!({"uid": {"type": entity.entity_type, "id": entity.id}, "attrs": attrs, "parents": parents}),
+    )
+}
+
+fn governance_of(identity: &Identity) -> Result<Governance, InventoryError> {
+    let owner = identity
+        .owner
+        .as_ref()
+        .map(|owner| to_uid(&EntityRef::new("Human", owner)))
+        .transpose()?;
+    let sponsor = identity.sponsor.as_ref().map(to_uid).transpose()?;
+    let credential = identity
+        .credential
+        .as_ref()
+        .map(|credential| {
+            Ok::<_, InventoryError>(CredentialGovernance {
+                holder: to_uid(&credential.holder)?,
+                expires_at: credential.expires_at,
+            })
+        })
+        .transpose()?;
+    Ok(Governance {
+        kind: identity.kind,
+        lifecycle: identity.lifecycle,
+        owner,
+        sponsor,
+        credential,
+    })
+}
+
+fn resource_json(resource: &Resource) -> Result<Json, InventoryError> {
+    let label = format!("{}::{:?}", resource.resource_type, resource.id);
+    let attrs = with_reserved(
+        &resource.attributes,
+        &label,
+        vec![
+            ("sensitivity", json!(resource.sensitivity.as_str())),
+            ("sensitivity_level", json!(resource.sensitivity.level())),
+        ],
+    )?;
+    let parents: Vec<Json> = resource
+        .parents
+        .iter()
+        .map(|parent| json!({"type": parent.entity_type, "id": parent.id}))
+        .collect();
+    Ok(
+        json!({"uid": {"type": resource.resource_type, "id": resource.id}, "attrs": attrs, "parents": parents}),
+    )
+}
+
+fn group_json(group: &Group) -> Json {
+    let parents: Vec<Json> = group
+        .parents
+        .iter()
+        .map(|parent| json!({"type": parent.entity_type, "id": parent.id}))
+        .collect();
+    json!({"uid": {"type": group.group_type, "id": group.id}, "attrs": group.attributes, "parents": parents})
+}
+
+fn check_signal(signal: &Signal) -> Result<(), InventoryError> {
+    let ok = match &signal.value {
+        Json::Bool(_) | Json::String(_) => true,
+        Json::Number(number) => number.is_i64(),
+        _ => false,
+    };
+    if !ok {
+        return Err(InventoryError(format!(
+            "signal `{}` of `{}`: value must be a boolean, an integer or a string \
+             (Cedar has no floating point: scale it, e.g. 0.83 -> 83)",
+            signal.name, signal.subject
+        )));
+    }
+    if signal.ttl_seconds <= 0 {
+        return Err(InventoryError(format!(
+            "signal `{}` of `{}`: `ttl_seconds` must be positive",
+            signal.name, signal.subject
+        )));
+    }
+    Ok(())
+}
+
+/// Every entity uid reachable in one step from an entity's attribute and tag values.
+fn referenced_entities(entity: &Entity) -> Box<[EntityUID]> {
+    let mut found = Vec::new();
+    for (_, value) in entity.attrs().chain(entity.tags()) {
+        if let PartialValue::Value(value) = value {
+            collect_uids(value, &mut found);
+        }
+    }
+    found.sort();
+    found.dedup();
+    found.into_boxed_slice()
+}
+
+/// Entity uids inside a Cedar value (sets and records are walked).
+pub(crate) fn collect_uids(value: &Value, found: &mut Vec<EntityUID>) {
+    match &value.value {
+        ValueKind::Lit(Literal::EntityUID(uid)) => found.push(uid.as_ref().clone()),
+        ValueKind::Lit(_) | ValueKind::ExtensionValue(_) => {}
+        ValueKind::Set(set) => {
+            for item in set.iter() {
+                collect_uids(item, found);
+            }
+        }
+        ValueKind::Record(record) => {
+            for item in record.values() {
+                collect_uids(item, found);
+            }
+        }
+    }
+}

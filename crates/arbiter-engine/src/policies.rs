@@ -1,0 +1,280 @@
+//! Loading Cedar policies: parse, validate against an optional schema, and compile each policy
+//! into the form the decision path needs (its full condition, its scope, what it references).
+
+use crate::index::PolicyIndex;
+use crate::schema::Schema;
+use crate::source_error::{locate, SourceError};
+use arbiter_core::Effect;
+use cedar_policy_core::ast::{self, EntityUID, Expr, ExprKind, Literal, PolicyID};
+use cedar_policy_core::parser::parse_policyset;
+use cedar_policy_core::validator::{ValidationMode, Validator};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// Annotation on a forbid policy that turns its denial into `approval_required`.
+pub const APPROVAL_ANNOTATION: &str = "approval";
+/// Annotation with the reason shown to the end user when the policy decides.
+pub const REASON_ANNOTATION: &str = "reason";
+/// Annotation listing signals (comma separated) without which the policy cannot be trusted.
+pub const REQUIRES_SIGNALS_ANNOTATION: &str = "requires_signals";
+/// Annotation naming a policy; used as its id instead of the position-based default.
+pub const ID_ANNOTATION: &str = "id";
+
+/// One policy file's text and the name to report errors against.
+#[derive(Debug, Clone)]
+pub struct PolicySource {
+    /// File name or other label.
+    pub name: String,
+    /// Cedar policy text.
+    pub text: String,
+}
+
+/// A policy ready for the decision path.
+#[derive(Debug)]
+pub(crate) struct CompiledPolicy {
+    pub(crate) id: String,
+    pub(crate) effect: Effect,
+    pub(crate) policy: ast::Policy,
+    /// Scope and conditions as one expression, built once so the hot path allocates none.
+    pub(crate) condition: Expr,
+    /// Only the scope (principal, action, resource), for nearest-miss explanations.
+    pub(crate) scope: Expr,
+    pub(crate) annotations: BTreeMap<String, String>,
+    pub(crate) approval: Option<String>,
+    pub(crate) required_signals: Vec<String>,
+    /// Entity literals in the conditions; they must be in the per-request entity slice.
+    pub(crate) literal_refs: Vec<EntityUID>,
+}
+
+/// A validated, compiled, indexed policy set. Immutable; a change is a new `PolicySet`.
+#[derive(Debug)]
+pub struct PolicySet {
+    pub(crate) policies: Vec<CompiledPolicy>,
+    pub(crate) index: PolicyIndex,
+    digest: String,
+    version: u64,
+    sources: Vec<PolicySource>,
+}
+
+impl PolicySet {
+    /// Parses, validates (when a schema is given) and compiles policy sources.
+    ///
+    /// Policy ids are `@id("…")` when annotated, `policyN` (Cedar's own numbering) for a single
+    /// source, and `<source>#policyN` when several sources are loaded together.
+    pub fn compile(
+        sources: Vec<PolicySource>,
+        schema: Option<&Schema>,
+        version: u64,
+    ) -> Result<Self, PolicyError> {
+        let mut policies = Vec::new();
+        let mut seen_ids = HashSet::new();
+        let prefix_ids = sources.len() > 1;
+        let mut errors = Vec::new();
+        for source in &sources {
+            let parsed = match parse_policyset(&source.text) {
+                Ok(parsed) => parsed,
+                Err(parse_errors) => {
+                    errors.extend(locate(&source.name, &source.text, &parse_errors));
+                    continue;
+                }
+            };
+            if let Some(template) = parsed.templates().next() {
+                errors.push(SourceError::without_location(
+                    &source.name,
+                    format!(
+                        "template `{}` is not supported yet: link it into static policies",
+                        template.id()
+                    ),
+                ));
+                continue;
+            }
+            if let Some(schema) = schema {
+                let validator = Validator::new(schema.validator_schema().clone());
+                let result = validator.validate(&parsed, ValidationMode::Strict);
+                for validation_error in result.validation_errors() {
+                    errors.extend(locate(&source.name, &source.text, validation_error));
+                }
+            }
+            for policy in parsed.static_policies() {
+                let id = policy_id(policy, &source.name, prefix_ids);
+                if !seen_ids.insert(id.clone()) {
+                    errors.push(SourceError::without_location(
+                        &source.name,
+                        format!("duplicate policy id `{id}`"),
+                    ));
+                    continue;
+                }
+                policies.push(compile_policy(policy, id));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(PolicyError { errors });
+        }
+        let index = PolicyIndex::build(&policies);
+        Ok(Self {
+            policies,
+            index,
+            digest: digest(&sources),
+            version,
+            sources,
+        })
+    }
+
+    /// An empty policy set: denies everything.
+    pub fn empty() -> Self {
+        Self {
+            policies: Vec::new(),
+            index: PolicyIndex::build(&[]),
+            digest: digest(&[]),
+            version: 0,
+            sources: Vec::new(),
+        }
+    }
+
+    /// Number of policies.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Whether there are no policies.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// SHA-256 over the sources (names and texts), hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The version this set was compiled as.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The sources it was compiled from.
+    pub fn sources(&self) -> &[PolicySource] {
+        &self.sources
+    }
+
+    /// Policy ids in load order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.policies.iter().map(|policy| policy.id.as_str())
+    }
+}
+
+/// Policies that failed to parse or validate, each with its file, line and column.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render_errors(errors))]
+pub struct PolicyError {
+    /// Every problem found, not just the first.
+    pub errors: Vec<SourceError>,
+}
+
+fn render_errors(errors: &[SourceError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn policy_id(policy: &ast::Policy, source_name: &str, prefix_ids: bool) -> String {
+    let id_annotation = policy
+        .annotations()
+        .find(|(key, _)| key.as_ref() == ID_ANNOTATION);
+    if let Some((_, annotation)) = id_annotation {
+        return annotation.val.to_string();
+    }
+    if prefix_ids {
+        format!("{source_name}#{}", policy.id())
+    } else {
+        policy.id().to_string()
+    }
+}
+
+fn compile_policy(policy: &ast::Policy, id: String) -> CompiledPolicy {
+    let policy = policy.new_id(PolicyID::from_string(&id));
+    let annotations: BTreeMap<String, String> = policy
+        .annotations()
+        .map(|(key, annotation)| (key.to_string(), annotation.val.to_string()))
+        .collect();
+    let effect = match policy.effect() {
+        ast::Effect::Permit => Effect::Permit,
+        ast::Effect::Forbid => Effect::Forbid,
+    };
+    // Only forbids can ask for approval: on a permit the annotation would mean nothing.
+    let approval = match effect {
+        Effect::Forbid => annotations.get(APPROVAL_ANNOTATION).cloned(),
+        Effect::Permit => None,
+    };
+    let required_signals = annotations
+        .get(REQUIRES_SIGNALS_ANNOTATION)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let template = policy.template();
+    let scope = Expr::and(
+        template.principal_constraint().as_expr(),
+        Expr::and(
+            template.action_constraint().as_expr(),
+            template.resource_constraint().as_expr(),
+        ),
+    );
+    let literal_refs = policy
+        .non_scope_constraints()
+        .map(entity_literals)
+        .unwrap_or_default();
+    CompiledPolicy {
+        id,
+        effect,
+        condition: policy.condition(),
+        scope,
+        annotations,
+        approval,
+        required_signals,
+        literal_refs,
+        policy,
+    }
+}
+
+fn entity_literals(expr: &Expr) -> Vec<EntityUID> {
+    let mut found: Vec<EntityUID> = expr
+        .subexpressions()
+        .filter_map(|sub| match sub.expr_kind() {
+            ExprKind::Lit(Literal::EntityUID(uid)) => Some(uid.as_ref().clone()),
+            _ => None,
+        })
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn digest(sources: &[PolicySource]) -> String {
+    let mut hasher = Sha256::new();
+    for source in sources {
+        // Length-prefix both parts so that moving text between name and body changes the digest.
+        hasher.update((source.name.len() as u64).to_be_bytes());
+        hasher.update(source.name.as_bytes());
+        hasher.update((source.text.len() as u64).to_be_bytes());
+        hasher.update(source.text.as_bytes());
+    }
+    hex(&hasher.finalize())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+/// Shared so a snapshot clone never copies policies.
+pub(crate) type SharedPolicySet = Arc<PolicySet>;

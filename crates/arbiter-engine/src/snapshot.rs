@@ -1,0 +1,126 @@
+//! Snapshots: the immutable state a decision reads, and the cell writers publish new ones to.
+
+use crate::inventory::Inventory;
+use crate::policies::{PolicySet, SharedPolicySet};
+use crate::schema::Schema;
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex};
+
+/// Bounds and switches for the decision path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Most principals in a decision, counting the subject and every delegation hop.
+    pub max_delegation_hops: usize,
+    /// Most entities one decision may load; past this it denies rather than evaluate partially.
+    pub max_slice_entities: usize,
+    /// How many nearest-miss permits a deny explains.
+    pub nearest_misses: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_delegation_hops: 4,
+            max_slice_entities: 256,
+            nearest_misses: 3,
+        }
+    }
+}
+
+/// Everything one decision reads. Immutable: a change makes a new snapshot, and a decision in
+/// flight keeps the one it started with.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub(crate) policies: SharedPolicySet,
+    pub(crate) inventory: Inventory,
+    pub(crate) schema: Option<Arc<Schema>>,
+    pub(crate) config: EngineConfig,
+}
+
+impl Snapshot {
+    /// A snapshot of the given parts.
+    pub fn new(
+        policies: PolicySet,
+        inventory: Inventory,
+        schema: Option<Schema>,
+        config: EngineConfig,
+    ) -> Self {
+        Self {
+            policies: Arc::new(policies),
+            inventory,
+            schema: schema.map(Arc::new),
+            config,
+        }
+    }
+
+    /// The policies.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// The inventory.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// The schema, if any.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.schema.as_deref()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// A copy whose inventory the caller may change (O(1): the maps are shared until written).
+    pub fn inventory_mut(&mut self) -> &mut Inventory {
+        &mut self.inventory
+    }
+
+    /// A copy with another policy set (activation and rollback).
+    pub fn with_policies(&self, policies: Arc<PolicySet>) -> Self {
+        Self {
+            policies,
+            ..self.clone()
+        }
+    }
+}
+
+/// The current snapshot. Readers load it without locking; a writer builds a new snapshot and
+/// stores it, and every decision that starts afterwards sees the change.
+#[derive(Debug)]
+pub struct SnapshotCell {
+    current: ArcSwap<Snapshot>,
+    /// Serialises writers only; readers never take it.
+    writer: Mutex<()>,
+}
+
+impl SnapshotCell {
+    /// A cell holding `snapshot`.
+    pub fn new(snapshot: Snapshot) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// The snapshot to decide against now.
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Applies a change to the current snapshot and publishes the result; when `change` fails,
+    /// nothing is published. When this returns, every decision that starts sees the change.
+    pub fn update<E>(&self, change: impl FnOnce(&mut Snapshot) -> Result<(), E>) -> Result<(), E> {
+        // A poisoned lock only means another writer panicked; the published snapshot is intact.
+        let _writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = self.current.load().as_ref().clone();
+        change(&mut next)?;
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}

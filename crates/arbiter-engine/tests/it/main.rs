@@ -1,0 +1,3 @@
+//! Integration tests for the decision engine, through its public API only.
+
+mod decide;
