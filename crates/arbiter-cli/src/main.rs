@@ -1,1 +1,42 @@
-fn main() {}
+//! `arbiter`: the command line. Thin: parse arguments, call a command, report errors.
+
+mod bundle;
+mod command;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Runtime authorization and governance for AI agents and other non-human identities.
+#[derive(Debug, Parser)]
+#[command(name = "arbiter", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decide requests (AuthZEN JSON Lines) against policies and an inventory; one JSON line out per request.
+    Check(command::check::CheckArgs),
+    /// Decide one request and explain it for a person.
+    Explain(command::explain::ExplainArgs),
+    /// Walk through a demo: allow, deny with its explanation, approval required, quarantine.
+    Demo(command::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => command::check::run(args),
+        Command::Explain(args) => command::explain::run(args),
+        Command::Demo(args) => command::demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -249,10 +249,9 @@ fn collect_operands<'a>(expr: &'a Expr, out: &mut Vec<&'a Expr>) {
             }
         }
         ExprKind::GetAttr { .. } | ExprKind::Var(_) => push(expr),
-        ExprKind::HasAttr { expr: inner, .. }
-        | ExprKind::ExtHasAttr { expr: inner, .. }
-        | ExprKind::Like { expr: inner, .. }
-        | ExprKind::Is { expr: inner, .. } => push(inner),
+        // `has` already says all there is to say; showing the whole record would be noise.
+        ExprKind::HasAttr { .. } | ExprKind::ExtHasAttr { .. } => {}
+        ExprKind::Like { expr: inner, .. } | ExprKind::Is { expr: inner, .. } => push(inner),
         _ => {}
     }
 }

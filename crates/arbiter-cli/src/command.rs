@@ -1,0 +1,24 @@
+//! One module per subcommand.
+
+pub(crate) mod check;
+pub(crate) mod demo;
+pub(crate) mod explain;
+
+use arbiter_engine::DecideOptions;
+
+/// Options for a decision made now, with a fresh time-ordered id. The CLI is where the clock is
+/// read: the engine takes time as input.
+pub(crate) fn options_now(now: Option<i64>, explain: bool) -> DecideOptions {
+    DecideOptions {
+        now: now.unwrap_or_else(unix_now),
+        decision_id: uuid::Uuid::now_v7().to_string(),
+        explain,
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
