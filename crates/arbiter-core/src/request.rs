@@ -343,3 +343,32 @@ mod tests {
             .contains("nested too deeply"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,512}") {
+            let _ = parse_request(&text, RequestLimits::default());
+        }
+
+        #[test]
+        fn mutated_requests_parse_or_name_a_field(
+            cut in 0usize..200,
+            insert in "[\\[\\]{}\",:0-9a-z ]{0,8}",
+        ) {
+            let good = r#"{"subject":{"type":"Agent","id":"a"},"action":{"name":"read"},"resource":{"type":"Dataset","id":"d"},"context":{"n":1}}"#;
+            let cut = cut.min(good.len());
+            let mut text = good.get(..cut).unwrap_or(good).to_owned();
+            text.push_str(&insert);
+            text.push_str(good.get(cut..).unwrap_or(""));
+            match parse_request(&text, RequestLimits::default()) {
+                Ok(request) => prop_assert!(!request.subject.entity.id.is_empty()),
+                Err(err) => prop_assert!(!err.field.is_empty() && !err.reason.is_empty()),
+            }
+        }
+    }
+}

@@ -9,5 +9,7 @@
 )]
 
 mod decide;
+mod inventory;
 mod loading;
+mod properties;
 mod snapshots;

@@ -1,0 +1,115 @@
+//! Changing the inventory one entity at a time keeps the hierarchy closed and decisions right.
+
+use crate::decide::{decide, request, world};
+use arbiter_core::{EntityRef, Group, Identity, IdentityKind, Lifecycle, Outcome, Resource};
+
+fn agent(id: &str, groups: &[&str]) -> Identity {
+    Identity {
+        id: id.into(),
+        kind: IdentityKind::AiAgent,
+        display_name: None,
+        owner: Some("alice".into()),
+        sponsor: None,
+        lifecycle: Lifecycle::Active,
+        member_of: groups
+            .iter()
+            .map(|group| EntityRef::new("Group", *group))
+            .collect(),
+        credential: None,
+        attributes: Default::default(),
+    }
+}
+
+#[test]
+fn joining_and_leaving_a_group_changes_the_next_decision() {
+    let mut snapshot = world();
+    let deploy = request("Agent:new-bot", "deploy", "Service:staging", "");
+    snapshot
+        .inventory_mut()
+        .upsert_identity(&agent("new-bot", &[]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Deny);
+    snapshot
+        .inventory_mut()
+        .upsert_identity(&agent("new-bot", &["ci"]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Allow);
+    snapshot
+        .inventory_mut()
+        .upsert_identity(&agent("new-bot", &[]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Deny);
+}
+
+#[test]
+fn re_parenting_a_group_repairs_its_members_ancestors() {
+    let mut snapshot = world();
+    let deploy = request("Agent:nested-bot", "deploy", "Service:staging", "");
+    let team = |parents: &[&str]| Group {
+        group_type: "Group".into(),
+        id: "team".into(),
+        parents: parents
+            .iter()
+            .map(|parent| EntityRef::new("Group", *parent))
+            .collect(),
+        attributes: Default::default(),
+    };
+    let inventory = snapshot.inventory_mut();
+    inventory.upsert_group(&team(&[]), None).unwrap();
+    inventory
+        .upsert_identity(&agent("nested-bot", &["team"]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Deny);
+    // team joins ci: its members are now (transitively) in ci.
+    snapshot
+        .inventory_mut()
+        .upsert_group(&team(&["ci"]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Allow);
+    snapshot
+        .inventory_mut()
+        .upsert_group(&team(&[]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Deny);
+}
+
+#[test]
+fn a_cycle_is_refused_and_leaves_the_inventory_unchanged() {
+    let mut snapshot = world();
+    let group = |id: &str, parent: &str| Group {
+        group_type: "Group".into(),
+        id: id.into(),
+        parents: vec![EntityRef::new("Group", parent)],
+        attributes: Default::default(),
+    };
+    snapshot
+        .inventory_mut()
+        .upsert_group(&group("a", "ci"), None)
+        .unwrap();
+    let version = snapshot.inventory().version();
+    let err = snapshot
+        .inventory_mut()
+        .upsert_group(&group("ci", "a"), None)
+        .unwrap_err();
+    assert!(err.to_string().contains("own ancestor"), "{err}");
+    assert_eq!(snapshot.inventory().version(), version);
+}
+
+#[test]
+fn resource_labels_update_in_place() {
+    let mut snapshot = world();
+    let delete = request("Agent:bot", "delete", "Dataset:wiki", "");
+    assert_eq!(decide(&snapshot, &delete).outcome, Outcome::Allow);
+    let relabelled = Resource {
+        resource_type: "Dataset".into(),
+        id: "wiki".into(),
+        sensitivity: arbiter_core::Sensitivity::Restricted,
+        parents: vec![],
+        attributes: Default::default(),
+    };
+    snapshot
+        .inventory_mut()
+        .upsert_resource(&relabelled, None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &delete).outcome, Outcome::Deny);
+}
