@@ -21,6 +21,8 @@ enum Command {
     Check(command::check::CheckArgs),
     /// Decide one request and explain it for a person.
     Explain(command::explain::ExplainArgs),
+    /// Run the AuthZEN decision API and the administration API on an embedded SQLite store.
+    Serve(command::serve::ServeArgs),
     /// Walk through a demo: allow, deny with its explanation, approval required, quarantine.
     Demo(command::demo::DemoArgs),
 }
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         Command::Check(args) => command::check::run(args),
         Command::Explain(args) => command::explain::run(args),
         Command::Demo(args) => command::demo::run(args),
+        Command::Serve(args) => command::serve::run(args),
     };
     match result {
         Ok(code) => code,

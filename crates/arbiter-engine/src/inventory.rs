@@ -196,6 +196,41 @@ impl Inventory {
         self.upsert_json(group_json(group), None, schema)
     }
 
+    /// Removes an entity. Refused for an entity that is another's parent: remove or re-parent
+    /// its members first, so no ancestor set is left pointing at it silently.
+    pub fn remove(&mut self, entity: &EntityRef) -> Result<(), InventoryError> {
+        let uid = to_uid(entity)?;
+        if self.entities.get(&uid).is_none() {
+            return Err(InventoryError(format!("unknown entity `{entity}`")));
+        }
+        if self.parents_in_use.contains(&uid)
+            && self
+                .entities
+                .values()
+                .any(|stored| stored.entity.is_descendant_of(&uid))
+        {
+            return Err(InventoryError(format!(
+                "`{entity}` still has members; remove or re-parent them first"
+            )));
+        }
+        self.entities.remove(&uid);
+        self.parents_in_use.remove(&uid);
+        self.signals.remove(&uid);
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Every entity of a Cedar type, in no particular order. O(n): for search, not for decisions.
+    pub fn entities_of_type<'a>(
+        &'a self,
+        entity_type: &'a str,
+    ) -> impl Iterator<Item = EntityRef> + 'a {
+        self.entities
+            .keys()
+            .filter(move |uid| uid.entity_type().to_string() == entity_type)
+            .map(from_uid)
+    }
+
     /// Records a live signal, replacing the previous value of the same name for the same subject.
     pub fn set_signal(&mut self, signal: Signal) -> Result<(), InventoryError> {
         check_signal(&signal)?;
@@ -209,6 +244,15 @@ impl Inventory {
         self.signals.insert(uid, Arc::new(signals));
         self.version += 1;
         Ok(())
+    }
+
+    /// Adds or replaces one entity given in Cedar's entity JSON format (`{uid, attrs, parents}`).
+    pub fn upsert_cedar_entity(
+        &mut self,
+        json: Json,
+        schema: Option<&Schema>,
+    ) -> Result<(), InventoryError> {
+        self.upsert_json(json, None, schema)
     }
 
     fn upsert_json(

@@ -157,6 +157,34 @@ impl PolicySet {
         &self.sources
     }
 
+    /// Every action named in a policy scope, for action search.
+    pub fn scoped_actions(&self) -> Vec<arbiter_core::EntityRef> {
+        let mut actions: Vec<arbiter_core::EntityRef> = self
+            .policies
+            .iter()
+            .flat_map(
+                |policy| match policy.policy.template().action_constraint() {
+                    cedar_policy_core::ast::ActionConstraint::Eq(action) => {
+                        vec![action.as_ref().clone()]
+                    }
+                    cedar_policy_core::ast::ActionConstraint::In(actions) => actions
+                        .iter()
+                        .map(|action| action.as_ref().clone())
+                        .collect(),
+                    #[allow(
+                        unreachable_patterns,
+                        reason = "ErrorConstraint exists only with tolerant-ast"
+                    )]
+                    _ => Vec::new(),
+                },
+            )
+            .map(|uid| crate::inventory::from_uid(&uid))
+            .collect();
+        actions.sort();
+        actions.dedup();
+        actions
+    }
+
     /// Policy ids in load order.
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.policies.iter().map(|policy| policy.id.as_str())

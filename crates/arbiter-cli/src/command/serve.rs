@@ -1,0 +1,210 @@
+//! `arbiter serve`: the decision and administration APIs on an embedded SQLite store.
+
+use crate::bundle::{BundleArgs, BundleTexts};
+use crate::command::unix_now;
+use anyhow::{anyhow, Context, Result};
+use arbiter_core::InventoryDocument;
+use arbiter_engine::Schema;
+use arbiter_server::{metrics_handle, AppState, Bootstrap, Role, ServerConfig};
+use arbiter_store::SqliteStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Folder for the SQLite database; created if missing.
+    #[arg(long, default_value = "arbiter-data")]
+    data_dir: PathBuf,
+    /// Address to listen on. Loopback by default: exposing Arbiter is a deliberate choice.
+    #[arg(long, default_value = "127.0.0.1:8181")]
+    listen: SocketAddr,
+    /// On first start, load the demo: agents, tools, datasets and policies with allow, deny and approval_required.
+    #[arg(long, conflicts_with = "policies")]
+    demo: bool,
+    /// On first start, load these policies (a `.cedar` file or a folder).
+    #[arg(long, short = 'p')]
+    policies: Option<PathBuf>,
+    /// A Cedar schema to validate policies, entities and requests against (read at every start).
+    #[arg(long, short = 's')]
+    schema: Option<PathBuf>,
+    /// On first start, load plain Cedar entities JSON. Repeatable.
+    #[arg(long, short = 'e')]
+    entities: Vec<PathBuf>,
+    /// On first start, load an Arbiter inventory document. Repeatable.
+    #[arg(long, short = 'i')]
+    inventory: Vec<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
+    init_logging(args.log_json);
+    let now = unix_now();
+    let (texts, extra_keys) = if args.demo {
+        let texts = crate::command::demo::demo_bundle(now)?;
+        (
+            texts,
+            vec![("demo-gateway".to_owned(), Role::EnforcementPoint)],
+        )
+    } else {
+        let texts = match &args.policies {
+            Some(policies) => BundleArgs {
+                policies: policies.clone(),
+                schema: args.schema.clone(),
+                entities: args.entities.clone(),
+                inventory: args.inventory.clone(),
+                max_delegation_hops: arbiter_engine::EngineConfig::default().max_delegation_hops,
+            }
+            .read()?,
+            None => BundleTexts {
+                policies: Vec::new(),
+                schema: match &args.schema {
+                    Some(path) => {
+                        Some((path.display().to_string(), std::fs::read_to_string(path)?))
+                    }
+                    None => None,
+                },
+                entities: Vec::new(),
+                inventories: Vec::new(),
+                config: arbiter_engine::EngineConfig::default(),
+            },
+        };
+        (texts, Vec::new())
+    };
+    let schema = match &texts.schema {
+        Some((name, text)) => Some(Schema::parse(name, text).map_err(|errors| {
+            anyhow!(
+                "invalid schema:\n{}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?),
+        None => None,
+    };
+    let mut bootstrap = Bootstrap {
+        policies: texts.policies,
+        extra_keys,
+        ..Bootstrap::default()
+    };
+    for (name, text) in &texts.inventories {
+        let document: InventoryDocument =
+            serde_json::from_str(text).with_context(|| format!("{name}: invalid inventory"))?;
+        bootstrap.inventory.push(document);
+    }
+    for (name, text) in &texts.entities {
+        bootstrap
+            .cedar_entities
+            .push(serde_json::from_str(text).with_context(|| format!("{name}: invalid JSON"))?);
+    }
+
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create `{}`", args.data_dir.display()))?;
+    let database = args.data_dir.join("arbiter.sqlite3");
+    let store = SqliteStore::open(&database)
+        .with_context(|| format!("cannot open `{}`", database.display()))?;
+    let (state, new_keys) = AppState::open(
+        Arc::new(store),
+        schema,
+        bootstrap,
+        ServerConfig::default(),
+        metrics_handle(),
+        now,
+    )
+    .map_err(|err| anyhow!("cannot start: {err}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let address = listener.local_addr()?;
+        println!(
+            "Arbiter is listening on http://{address} (data in {})",
+            database.display()
+        );
+        for (name, role, key) in &new_keys.keys {
+            println!("  new API key `{name}` (role {role}), shown once; keep it: {key}");
+        }
+        if args.demo {
+            if let Some((_, _, key)) = new_keys
+                .keys
+                .iter()
+                .find(|(_, role, _)| *role == Role::EnforcementPoint)
+            {
+                print_demo_requests(&address.to_string(), key);
+            } else {
+                println!("  (demo data was loaded on an earlier start; its keys were shown then)");
+            }
+        }
+        arbiter_server::serve(listener, Arc::new(state), shutdown_signal()).await?;
+        println!("Arbiter stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_demo_requests(address: &str, key: &str) {
+    let ask = |label: &str, body: &str| {
+        println!("\n  # {label}");
+        println!(
+            "  curl -s http://{address}/access/v1/evaluation -H 'Authorization: Bearer {key}' -d '{body}'"
+        );
+    };
+    println!("\nTry it (each answer carries the decision id, outcome and reasons):");
+    ask(
+        "allow: the support copilot looks up a customer",
+        r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#,
+    );
+    ask(
+        "deny, with the reason: the triage agent's live risk score is too high",
+        r#"{"subject":{"type":"Agent","id":"triage-agent"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#,
+    );
+    ask(
+        "approval_required: a destructive tool",
+        r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.delete_customer"}}"#,
+    );
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARBITER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,621 @@
+//! The administration API, `/admin/v1/…`: identities, lifecycle, groups, resources, signals,
+//! policy versions, API keys, and the change feed. Every route is authorised by the governance
+//! engine and every change is stored (with who, when, what and why) before it is published.
+
+use crate::auth::{authorize, generate_key, hash_key, Caller, KeyInfo, Role};
+use crate::problem::ApiError;
+use crate::state::compile;
+use crate::{now, read_json, AppStateRef};
+use arbiter_core::{EntityRef, Group, Identity, IdentityKind, Lifecycle, Resource, Signal};
+use arbiter_store::{ApiKeyRecord, IdentityFilter, Page, PolicySourceRecord};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Header carrying the reason for a change, for routes whose body has no `reason`.
+const REASON_HEADER: &str = "x-arbiter-reason";
+
+type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
+
+fn ok(value: impl serde::Serialize) -> ApiResult {
+    Ok((
+        StatusCode::OK,
+        Json(serde_json::to_value(value).map_err(ApiError::internal)?),
+    ))
+}
+
+fn check(state: &AppStateRef, headers: &HeaderMap, action: &str) -> Result<Caller, ApiError> {
+    authorize(
+        &state.governance,
+        &state.keys.load(),
+        headers,
+        action,
+        now(),
+    )
+}
+
+fn reason(headers: &HeaderMap) -> String {
+    headers
+        .get(REASON_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Runs blocking store work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(|err| ApiError::bad_request(what, err.to_string()))
+}
+
+fn identity_ref(kind: &str, id: &str) -> Result<(IdentityKind, EntityRef), ApiError> {
+    let kind: IdentityKind = serde_json::from_value(json!(kind)).map_err(|_| {
+        ApiError::bad_request(
+            "kind",
+            format!("unknown kind `{kind}`: use human, service_account, workload, ai_agent or credential"),
+        )
+    })?;
+    Ok((kind, EntityRef::new(kind.cedar_type(), id)))
+}
+
+// Identities.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    kind: Option<IdentityKind>,
+    lifecycle: Option<Lifecycle>,
+    owner: Option<String>,
+    id_prefix: Option<String>,
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+pub(crate) async fn list_identities(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    check(&state, &headers, "identities.read")?;
+    let Query(query) = query.map_err(|err| ApiError::bad_request("query", err.body_text()))?;
+    let filter = IdentityFilter {
+        kind: query.kind,
+        lifecycle: query.lifecycle,
+        owner: query.owner,
+        member_of: None,
+        id_prefix: query.id_prefix,
+    };
+    let page = Page {
+        limit: query.limit.unwrap_or(100),
+        after: query.after,
+    };
+    let store = state.store.clone();
+    ok(blocking(move || Ok(store.list_identities(&filter, &page)?)).await?)
+}
+
+pub(crate) async fn get_identity(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+) -> ApiResult {
+    check(&state, &headers, "identities.read")?;
+    let (_, entity) = identity_ref(&kind, &id)?;
+    let store = state.store.clone();
+    ok(blocking(move || Ok(store.get_identity(&entity)?)).await?)
+}
+
+pub(crate) async fn create_identity(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "identities.write")?;
+    let identity: Identity = parse(read_json(body, &state)?, "identity")?;
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    let stored = blocking(move || {
+        state2.write(|snapshot| {
+            snapshot
+                .inventory_mut()
+                .upsert_identity(&identity, state2.schema.as_deref())?;
+            state2
+                .store
+                .create_identity(&identity, &caller.actor(), &reason)?;
+            Ok(identity)
+        })
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::to_value(stored).map_err(ApiError::internal)?),
+    ))
+}
+
+pub(crate) async fn put_identity(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "identities.write")?;
+    let (kind, _) = identity_ref(&kind, &id)?;
+    let identity: Identity = parse(read_json(body, &state)?, "identity")?;
+    if identity.kind != kind || identity.id != id {
+        return Err(ApiError::bad_request(
+            "id",
+            "the body's kind and id must match the path",
+        ));
+    }
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    ok(blocking(move || {
+        state2.write(|snapshot| {
+            snapshot
+                .inventory_mut()
+                .upsert_identity(&identity, state2.schema.as_deref())?;
+            state2
+                .store
+                .put_identity(&identity, &caller.actor(), &reason)?;
+            Ok(identity)
+        })
+    })
+    .await?)
+}
+
+pub(crate) async fn delete_identity(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "identities.write")?;
+    let (_, entity) = identity_ref(&kind, &id)?;
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    blocking(move || {
+        state2.write(|snapshot| {
+            snapshot.inventory_mut().remove(&entity)?;
+            state2
+                .store
+                .delete_identity(&entity, &caller.actor(), &reason)?;
+            Ok(())
+        })
+    })
+    .await?;
+    Ok((StatusCode::OK, Json(json!({"deleted": true}))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleChange {
+    lifecycle: Lifecycle,
+    reason: String,
+}
+
+pub(crate) async fn set_lifecycle(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "lifecycle.write")?;
+    let (_, entity) = identity_ref(&kind, &id)?;
+    let change: LifecycleChange = parse(read_json(body, &state)?, "lifecycle")?;
+    if change.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason",
+            "a lifecycle change needs a reason",
+        ));
+    }
+    let state2 = state.clone();
+    let seq = blocking(move || {
+        state2.write(|snapshot| {
+            snapshot
+                .inventory_mut()
+                .set_lifecycle(&entity, change.lifecycle)?;
+            Ok(state2.store.set_lifecycle(
+                &entity,
+                change.lifecycle,
+                &caller.actor(),
+                &change.reason,
+            )?)
+        })
+    })
+    .await?;
+    ok(json!({"lifecycle": change.lifecycle, "change_seq": seq}))
+}
+
+// Groups and resources.
+
+pub(crate) async fn list_groups(State(state): State<AppStateRef>, headers: HeaderMap) -> ApiResult {
+    check(&state, &headers, "inventory.read")?;
+    let store = state.store.clone();
+    ok(
+        blocking(move || Ok(store.list_groups(&Page::first(arbiter_store::MAX_PAGE_LIMIT))?))
+            .await?,
+    )
+}
+
+pub(crate) async fn put_group(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "inventory.write")?;
+    let group: Group = parse(read_json(body, &state)?, "group")?;
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    ok(blocking(move || {
+        state2.write(|snapshot| {
+            snapshot
+                .inventory_mut()
+                .upsert_group(&group, state2.schema.as_deref())?;
+            state2.store.put_group(&group, &caller.actor(), &reason)?;
+            Ok(group)
+        })
+    })
+    .await?)
+}
+
+pub(crate) async fn list_resources(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+) -> ApiResult {
+    check(&state, &headers, "inventory.read")?;
+    let store = state.store.clone();
+    ok(
+        blocking(move || Ok(store.list_resources(&Page::first(arbiter_store::MAX_PAGE_LIMIT))?))
+            .await?,
+    )
+}
+
+pub(crate) async fn put_resource(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "inventory.write")?;
+    let resource: Resource = parse(read_json(body, &state)?, "resource")?;
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    ok(blocking(move || {
+        state2.write(|snapshot| {
+            snapshot
+                .inventory_mut()
+                .upsert_resource(&resource, state2.schema.as_deref())?;
+            state2
+                .store
+                .put_resource(&resource, &caller.actor(), &reason)?;
+            Ok(resource)
+        })
+    })
+    .await?)
+}
+
+// Signals.
+
+pub(crate) async fn list_signals(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+) -> ApiResult {
+    check(&state, &headers, "signals.read")?;
+    let store = state.store.clone();
+    ok(blocking(move || Ok(store.list_signals(None)?)).await?)
+}
+
+pub(crate) async fn put_signal(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "signals.write")?;
+    let signal: Signal = parse(read_json(body, &state)?, "signal")?;
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    ok(blocking(move || {
+        state2.write(|snapshot| {
+            snapshot.inventory_mut().set_signal(signal.clone())?;
+            state2.store.put_signal(&signal, &caller.actor(), &reason)?;
+            Ok(signal)
+        })
+    })
+    .await?)
+}
+
+// Policies.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyUpload {
+    sources: Vec<PolicySourceRecord>,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    activate: bool,
+}
+
+pub(crate) async fn list_policies(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+) -> ApiResult {
+    check(&state, &headers, "policies.read")?;
+    let store = state.store.clone();
+    ok(blocking(move || Ok(store.list_policy_versions()?)).await?)
+}
+
+pub(crate) async fn get_policy(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path(version): Path<u64>,
+) -> ApiResult {
+    check(&state, &headers, "policies.read")?;
+    let store = state.store.clone();
+    ok(blocking(move || Ok(store.get_policy_version(version)?)).await?)
+}
+
+fn policy_problem(err: arbiter_engine::PolicyError) -> ApiError {
+    let errors: Vec<Value> = err
+        .errors
+        .iter()
+        .map(|error| {
+            json!({"source": error.source_name, "line": error.line, "column": error.column, "message": error.message})
+        })
+        .collect();
+    ApiError::unprocessable(serde_json::to_string(&errors).unwrap_or_default())
+}
+
+pub(crate) async fn validate_policies(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    check(&state, &headers, "policies.read")?;
+    let upload: PolicyUpload = parse(read_json(body, &state)?, "policies")?;
+    match compile(&upload.sources, state.schema.as_deref(), 0) {
+        Ok(compiled) => {
+            ok(json!({"valid": true, "policies": compiled.len(), "digest": compiled.digest()}))
+        }
+        Err(err) => ok(
+            json!({"valid": false, "errors": err.errors.iter().map(|error| json!({
+            "source": error.source_name, "line": error.line, "column": error.column, "message": error.message
+        })).collect::<Vec<_>>()}),
+        ),
+    }
+}
+
+pub(crate) async fn upload_policies(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "policies.write")?;
+    let upload: PolicyUpload = parse(read_json(body, &state)?, "policies")?;
+    if upload.activate {
+        check(&state, &headers, "policies.activate")?;
+    }
+    let compiled = compile(&upload.sources, state.schema.as_deref(), 0).map_err(policy_problem)?;
+    let state2 = state.clone();
+    let version = blocking(move || {
+        let version = state2.store.create_policy_version(
+            &upload.sources,
+            compiled.digest(),
+            &caller.actor(),
+            &upload.reason,
+        )?;
+        if upload.activate {
+            activate(&state2, version, &caller, &upload.reason)?;
+        }
+        Ok(version)
+    })
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"version": version, "active": upload.activate})),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Activation {
+    #[serde(default)]
+    version: Option<u64>,
+    reason: String,
+}
+
+pub(crate) async fn activate_policies(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path(version): Path<u64>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "policies.activate")?;
+    let activation: Activation = parse(read_json(body, &state)?, "activation")?;
+    let state2 = state.clone();
+    blocking(move || activate(&state2, version, &caller, &activation.reason)).await?;
+    ok(json!({"active_version": version}))
+}
+
+/// Rolls back to an earlier version in one call: the version named, or the one before the active.
+pub(crate) async fn rollback_policies(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "policies.activate")?;
+    let activation: Activation = parse(read_json(body, &state)?, "rollback")?;
+    let state2 = state.clone();
+    let version = blocking(move || {
+        let target = match activation.version {
+            Some(version) => version,
+            None => {
+                let active = state2.store.active_policy_version()?.unwrap_or(0);
+                state2
+                    .store
+                    .list_policy_versions()?
+                    .into_iter()
+                    .map(|summary| summary.version)
+                    .filter(|version| *version < active)
+                    .max()
+                    .ok_or_else(|| {
+                        ApiError::conflict("there is no earlier policy version to roll back to")
+                    })?
+            }
+        };
+        activate(&state2, target, &caller, &activation.reason)?;
+        Ok(target)
+    })
+    .await?;
+    ok(json!({"active_version": version}))
+}
+
+fn activate(
+    state: &AppStateRef,
+    version: u64,
+    caller: &Caller,
+    reason: &str,
+) -> Result<(), ApiError> {
+    if reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason",
+            "activating a policy version needs a reason",
+        ));
+    }
+    let stored = state.store.get_policy_version(version)?;
+    let compiled =
+        compile(&stored.sources, state.schema.as_deref(), version).map_err(policy_problem)?;
+    let compiled = std::sync::Arc::new(compiled);
+    state.write(|snapshot| {
+        state
+            .store
+            .activate_policy_version(version, &caller.actor(), reason)?;
+        *snapshot = snapshot.with_policies(compiled);
+        Ok(())
+    })
+}
+
+// API keys.
+
+pub(crate) async fn list_keys(State(state): State<AppStateRef>, headers: HeaderMap) -> ApiResult {
+    check(&state, &headers, "keys.read")?;
+    let store = state.store.clone();
+    let records = blocking(move || Ok(store.list_api_keys()?)).await?;
+    // Hashes stay in the store: listing shows ids, names and roles only.
+    ok(records
+        .into_iter()
+        .map(|record| {
+            json!({"id": record.id, "name": record.name, "role": record.role,
+                   "created_at": record.created_at, "created_by": record.created_by, "revoked_at": record.revoked_at})
+        })
+        .collect::<Vec<_>>())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    role: String,
+}
+
+pub(crate) async fn create_key(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "keys.write")?;
+    let request: NewKey = parse(read_json(body, &state)?, "key")?;
+    let role = Role::parse(&request.role).ok_or_else(|| {
+        ApiError::bad_request(
+            "role",
+            format!(
+                "unknown role `{}`: use {}",
+                request.role,
+                Role::ALL.map(Role::as_str).join(", ")
+            ),
+        )
+    })?;
+    let key = generate_key().map_err(ApiError::internal)?;
+    let record = ApiKeyRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        name: request.name.clone(),
+        role: role.as_str().to_owned(),
+        key_hash: hash_key(&key),
+        created_at: now(),
+        created_by: caller.principal.id.clone(),
+        revoked_at: None,
+    };
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    let record = blocking(move || {
+        state2
+            .store
+            .create_api_key(&record, &caller.actor(), &reason)?;
+        state2.add_key(
+            record.key_hash.clone(),
+            KeyInfo {
+                id: record.id.clone(),
+                role,
+                name: record.name.clone(),
+            },
+        )?;
+        Ok(record)
+    })
+    .await?;
+    // The only time the key is ever shown.
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": record.id, "name": record.name, "role": record.role, "key": key})),
+    ))
+}
+
+pub(crate) async fn revoke_key(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let caller = check(&state, &headers, "keys.write")?;
+    let reason = reason(&headers);
+    let state2 = state.clone();
+    blocking(move || {
+        state2.store.revoke_api_key(&id, &caller.actor(), &reason)?;
+        state2.remove_key(&id);
+        Ok(())
+    })
+    .await?;
+    ok(json!({"revoked": true}))
+}
+
+// The change feed.
+
+pub(crate) async fn changes(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult {
+    check(&state, &headers, "changes.read")?;
+    let since = query
+        .get("since")
+        .map(|since| since.parse::<u64>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("since", "must be a non-negative integer"))?;
+    let limit = query
+        .get("limit")
+        .map(|limit| limit.parse::<u32>())
+        .transpose()
+        .map_err(|_| ApiError::bad_request("limit", "must be a positive integer"))?;
+    let store = state.store.clone();
+    ok(
+        blocking(move || Ok(store.changes_since(since.unwrap_or(0), limit.unwrap_or(100))?))
+            .await?,
+    )
+}

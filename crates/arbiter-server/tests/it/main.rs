@@ -1,0 +1,13 @@
+//! The server over loopback, with a real SQLite store: the AuthZEN interop suites, the
+//! administration API, who may call what, and hostile input.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test helpers outside #[test] functions fail loudly by design"
+)]
+
+mod admin;
+mod support;
