@@ -121,6 +121,8 @@ pub enum GuardViolation {
     },
     /// The request could not be turned into a Cedar request.
     InvalidRequest {
+        /// The request field at fault, e.g. `subject.type`.
+        field: String,
         /// Why.
         message: String,
     },

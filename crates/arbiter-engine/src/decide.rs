@@ -193,25 +193,30 @@ impl Snapshot {
     }
 
     fn resolve(&self, request: &DecisionRequest) -> Result<Resolved, Unresolvable> {
-        let invalid = |message: String| Unresolvable(GuardViolation::InvalidRequest { message });
-        let subject = to_uid(&request.subject.entity)
-            .map_err(|err| invalid(format!("`subject.type`: {}", err.0)))?;
-        let resource = to_uid(&request.resource.entity)
-            .map_err(|err| invalid(format!("`resource.type`: {}", err.0)))?;
+        let invalid = |field: &str, message: String| {
+            Unresolvable(GuardViolation::InvalidRequest {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        let subject =
+            to_uid(&request.subject.entity).map_err(|err| invalid("subject.type", err.0))?;
+        let resource =
+            to_uid(&request.resource.entity).map_err(|err| invalid("resource.type", err.0))?;
         let action = to_uid(&EntityRef::new("Action", &request.action.name))
-            .map_err(|err| invalid(format!("`action.name`: {}", err.0)))?;
+            .map_err(|err| invalid("action.name", err.0))?;
         let chain = request
             .delegation
             .iter()
             .enumerate()
             .map(|(idx, hop)| {
                 to_uid(hop)
-                    .map_err(|err| invalid(format!("`context.delegation[{idx}]`: {}", err.0)))
+                    .map_err(|err| invalid(&format!("context.delegation[{idx}].type"), err.0))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(schema) = &self.schema {
             check_types_against_schema(schema.validator_schema(), &subject, &action, &resource)
-                .map_err(invalid)?;
+                .map_err(|(field, message)| invalid(field, message))?;
         }
         let mut ignored_properties = Vec::new();
         let mut local = |uid: &EntityUID,
@@ -285,7 +290,8 @@ impl Snapshot {
         };
         let entities = parsed.map_err(|err| {
             Unresolvable(GuardViolation::InvalidRequest {
-                message: format!("`{field}.properties`: {}", diagnostic_text(&err)),
+                field: format!("{field}.properties"),
+                message: diagnostic_text(&err),
             })
         })?;
         let built = entities
@@ -294,7 +300,8 @@ impl Snapshot {
             .map(|entity| Arc::new(entity.clone()));
         built.ok_or_else(|| {
             Unresolvable(GuardViolation::InvalidRequest {
-                message: format!("`{field}.properties`: entity was not built"),
+                field: format!("{field}.properties"),
+                message: "entity was not built".to_owned(),
             })
         })
     }
@@ -514,6 +521,7 @@ impl Snapshot {
             )
             .map_err(|err| {
                 Unresolvable(GuardViolation::InvalidRequest {
+                    field: "$".to_owned(),
                     message: format!("entity slice: {err}"),
                 })
             })
@@ -962,8 +970,8 @@ fn guard_reasons(guard: &GuardViolation) -> (String, String) {
             format!("denied: the request reaches more than {max_entities} entities"),
             "denied: request too complex".to_owned(),
         ),
-        GuardViolation::InvalidRequest { message } => (
-            format!("denied: invalid request: {message}"),
+        GuardViolation::InvalidRequest { field, message } => (
+            format!("denied: invalid request: `{field}`: {message}"),
             "denied: invalid request".to_owned(),
         ),
     }
@@ -973,13 +981,15 @@ fn guard_reasons(guard: &GuardViolation) -> (String, String) {
 fn cedar_context(context: &Map<String, Json>) -> Result<BTreeMap<SmolStr, Value>, Unresolvable> {
     let parsed = Context::from_json_value(Json::Object(context.clone())).map_err(|err| {
         Unresolvable(GuardViolation::InvalidRequest {
-            message: format!("`context`: {}", diagnostic_text(&err)),
+            field: "context".to_owned(),
+            message: diagnostic_text(&err),
         })
     })?;
     match parsed {
         Context::Value(record) => Ok(record.as_ref().clone()),
         Context::RestrictedResidual(_) => Err(Unresolvable(GuardViolation::InvalidRequest {
-            message: "`context`: unknown values are not supported".to_owned(),
+            field: "context".to_owned(),
+            message: "unknown values are not supported".to_owned(),
         })),
     }
 }
@@ -1039,22 +1049,29 @@ fn check_types_against_schema(
     principal: &EntityUID,
     action: &EntityUID,
     resource: &EntityUID,
-) -> Result<(), String> {
+) -> Result<(), (&'static str, String)> {
     let Some(action_id) = schema.get_action_id(action) else {
-        return Err(format!(
-            "`action.name`: `{action}` is not an action in the schema"
+        return Err((
+            "action.name",
+            format!("`{action}` is not an action in the schema"),
         ));
     };
     if !action_id.is_applicable_principal_type(principal.entity_type()) {
-        return Err(format!(
-            "`subject.type`: `{}` is not a principal type that `{action}` applies to",
-            principal.entity_type()
+        return Err((
+            "subject.type",
+            format!(
+                "`{}` is not a principal type that `{action}` applies to",
+                principal.entity_type()
+            ),
         ));
     }
     if !action_id.is_applicable_resource_type(resource.entity_type()) {
-        return Err(format!(
-            "`resource.type`: `{}` is not a resource type that `{action}` applies to",
-            resource.entity_type()
+        return Err((
+            "resource.type",
+            format!(
+                "`{}` is not a resource type that `{action}` applies to",
+                resource.entity_type()
+            ),
         ));
     }
     Ok(())

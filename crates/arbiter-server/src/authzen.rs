@@ -43,6 +43,9 @@ pub(crate) async fn evaluation(
     let request = parse_evaluation(body)?;
     let snapshot = state.decisions.load();
     let decision = decide_timed(&snapshot, &request, "evaluation");
+    if let Some(problem) = invalid_request(&decision) {
+        return Err(problem);
+    }
     tracing::debug!(
         caller = %caller.principal.id,
         decision_id = %decision.id,
@@ -220,6 +223,18 @@ fn request_fields(mut object: Map<String, Value>) -> Map<String, Value> {
 fn parse_evaluation(body: Map<String, Value>) -> Result<DecisionRequest, ApiError> {
     request_from_value(Value::Object(request_fields(body)))
         .map_err(|err| ApiError::bad_request(err.field, err.reason))
+}
+
+/// A request the engine could not turn into a Cedar request (a malformed type name, a
+/// property Cedar cannot represent, a type the schema rejects) is a 400 naming the field,
+/// not a deny: the caller sent something wrong, and should hear which field.
+pub(crate) fn invalid_request(decision: &Decision) -> Option<ApiError> {
+    decision.hops.iter().find_map(|hop| match &hop.guard {
+        Some(arbiter_core::GuardViolation::InvalidRequest { field, message }) => {
+            Some(ApiError::bad_request(field.clone(), message.clone()))
+        }
+        _ => None,
+    })
 }
 
 /// AuthZEN's response, with Arbiter's decision id, outcome and reasons in `context`.

@@ -10,4 +10,5 @@
 )]
 
 mod admin;
+mod hostile;
 mod support;
