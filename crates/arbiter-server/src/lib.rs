@@ -15,10 +15,12 @@ mod authzen;
 mod openapi;
 mod problem;
 mod state;
+mod tls;
 
 pub use auth::{hash_key, Role, BUILT_IN_POLICIES};
 pub use problem::ApiError;
 pub use state::{AppState, Bootstrap, NewKeys, ServerConfig};
+pub use tls::{TlsConfig, TlsListener};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -117,6 +119,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Serves over TLS until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    tls: &TlsConfig,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tls.acceptor().map_err(std::io::Error::other)?;
+    axum::serve(TlsListener::new(listener, acceptor)?, router(state))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -35,6 +35,15 @@ pub(crate) struct ServeArgs {
     /// On first start, load an Arbiter inventory document. Repeatable.
     #[arg(long, short = 'i')]
     inventory: Vec<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (needs `--tls-key`).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for `--tls-cert`.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -127,8 +136,17 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert_chain), Some(private_key)) => Some(arbiter_server::TlsConfig {
+                cert_chain: cert_chain.clone(),
+                private_key: private_key.clone(),
+                client_ca: args.tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         println!(
-            "Arbiter is listening on http://{address} (data in {})",
+            "Arbiter is listening on {scheme}://{address} (data in {})",
             database.display()
         );
         for (name, role, key) in &new_keys.keys {
@@ -145,7 +163,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
                 println!("  (demo data was loaded on an earlier start; its keys were shown then)");
             }
         }
-        arbiter_server::serve(listener, Arc::new(state), shutdown_signal()).await?;
+        match &tls {
+            Some(tls) => {
+                arbiter_server::serve_tls(listener, tls, Arc::new(state), shutdown_signal()).await?
+            }
+            None => arbiter_server::serve(listener, Arc::new(state), shutdown_signal()).await?,
+        }
         println!("Arbiter stopped");
         Ok::<_, anyhow::Error>(())
     })?;

@@ -12,3 +12,4 @@
 mod admin;
 mod hostile;
 mod support;
+mod tls;
