@@ -1,8 +1,13 @@
 //! One module per subcommand.
 
+pub(crate) mod admin;
+pub(crate) mod changes;
 pub(crate) mod check;
 pub(crate) mod demo;
 pub(crate) mod explain;
+pub(crate) mod identities;
+pub(crate) mod keys;
+pub(crate) mod policies;
 pub(crate) mod serve;
 
 use arbiter_engine::DecideOptions;

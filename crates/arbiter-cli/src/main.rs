@@ -25,6 +25,14 @@ enum Command {
     Serve(command::serve::ServeArgs),
     /// Walk through a demo: allow, deny with its explanation, approval required, quarantine.
     Demo(command::demo::DemoArgs),
+    /// List, show, create and delete identities on a server; quarantine, suspend, revoke, reinstate.
+    Identities(command::identities::IdentitiesArgs),
+    /// Policy versions on a server: list, show, validate, upload, activate, roll back.
+    Policies(command::policies::PoliciesArgs),
+    /// API keys on a server: list, create (shown once), revoke.
+    Keys(command::keys::KeysArgs),
+    /// The server's change feed: who changed what, when and why.
+    Changes(command::changes::ChangesArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +42,10 @@ fn main() -> ExitCode {
         Command::Explain(args) => command::explain::run(args),
         Command::Demo(args) => command::demo::run(args),
         Command::Serve(args) => command::serve::run(args),
+        Command::Identities(args) => command::identities::run(args),
+        Command::Policies(args) => command::policies::run(args),
+        Command::Keys(args) => command::keys::run(args),
+        Command::Changes(args) => command::changes::run(args),
     };
     match result {
         Ok(code) => code,
