@@ -87,6 +87,9 @@ pub(crate) async fn evaluations(
     if items.is_empty() {
         let request = parse_evaluation(defaults)?;
         let decision = decide_timed(&state.decisions.load(), &request, "evaluation");
+        if let Some(problem) = invalid_request(&decision) {
+            return Err(problem);
+        }
         return Ok(Json(response(&decision)));
     }
     let snapshot = state.decisions.load();
