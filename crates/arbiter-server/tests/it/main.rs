@@ -11,5 +11,6 @@
 
 mod admin;
 mod hostile;
+mod interop;
 mod support;
 mod tls;

@@ -6,7 +6,10 @@ use arbiter_server::Role;
 use serde_json::Value;
 
 /// The interop data, beside the repository (`shared/` next to the repository root), never copied into it.
-pub(super) const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/authzen-interop");
+pub(super) const DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/authzen-interop"
+);
 
 /// Policies and inventories that encode each scenario's rules.
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
@@ -30,7 +33,8 @@ impl Fixture {
     pub(super) fn load(suite: &str) -> Self {
         let read = |name: &str| {
             let path = format!("{FIXTURES}/{suite}/{name}");
-            std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("cannot read `{path}`: {err}"))
+            std::fs::read_to_string(&path)
+                .unwrap_or_else(|err| panic!("cannot read `{path}`: {err}"))
         };
         let entities: Value = serde_json::from_str(&read("entities.json")).unwrap();
         Fixture {
@@ -118,7 +122,10 @@ impl Call {
         let mut request = server
             .client
             .request(method, format!("{}{}", server.base, self.path))
-            .header("authorization", format!("Bearer {}", server.key(Role::EnforcementPoint)));
+            .header(
+                "authorization",
+                format!("Bearer {}", server.key(Role::EnforcementPoint)),
+            );
         for (name, value) in &self.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -154,8 +161,14 @@ impl Exchange {
 
     /// The media type without parameters, lowercase.
     pub(super) fn media_type(&self) -> Option<String> {
-        self.header("content-type")
-            .map(|value| value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
+        self.header("content-type").map(|value| {
+            value
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
     }
 
     /// Status 200 and an `application/json` body, before anything else is compared (README §8.2).
@@ -164,9 +177,14 @@ impl Exchange {
             return Err(format!("status {}, expected 200", self.status));
         }
         if self.media_type().as_deref() != Some("application/json") {
-            return Err(format!("Content-Type {:?}, expected application/json", self.header("content-type")));
+            return Err(format!(
+                "Content-Type {:?}, expected application/json",
+                self.header("content-type")
+            ));
         }
-        self.json.as_ref().ok_or_else(|| "body is not JSON".to_owned())
+        self.json
+            .as_ref()
+            .ok_or_else(|| "body is not JSON".to_owned())
     }
 
     /// The `X-Request-ID` the call sent must come back unchanged.
@@ -221,7 +239,13 @@ impl Report {
     }
 
     /// One case: it passes when `problems` is empty.
-    pub(super) fn record(&mut self, case: &str, call: &Call, exchange: &Exchange, problems: Vec<String>) {
+    pub(super) fn record(
+        &mut self,
+        case: &str,
+        call: &Call,
+        exchange: &Exchange,
+        problems: Vec<String>,
+    ) {
         if problems.is_empty() {
             self.passed += 1;
             return;
