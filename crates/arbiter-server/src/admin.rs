@@ -72,6 +72,35 @@ fn identity_ref(kind: &str, id: &str) -> Result<(IdentityKind, EntityRef), ApiEr
 
 // Identities.
 
+fn require_known(state: &AppStateRef, entity: &EntityRef) -> Result<(), ApiError> {
+    if state
+        .decisions
+        .load()
+        .inventory()
+        .governance(entity)
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!("unknown identity `{entity}`")));
+    }
+    Ok(())
+}
+
+/// Every non-human identity answers to an accountable human.
+fn require_owner(identity: &Identity) -> Result<(), ApiError> {
+    if identity.kind.is_non_human()
+        && identity
+            .owner
+            .as_deref()
+            .is_none_or(|owner| owner.trim().is_empty())
+    {
+        return Err(ApiError::bad_request(
+            "owner",
+            "a non-human identity needs an accountable human owner",
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
@@ -123,6 +152,7 @@ pub(crate) async fn create_identity(
 ) -> ApiResult {
     let caller = check(&state, &headers, "identities.write")?;
     let identity: Identity = parse(read_json(body, &state)?, "identity")?;
+    require_owner(&identity)?;
     let reason = reason(&headers);
     let state2 = state.clone();
     let stored = blocking(move || {
@@ -158,6 +188,7 @@ pub(crate) async fn put_identity(
             "the body's kind and id must match the path",
         ));
     }
+    require_owner(&identity)?;
     let reason = reason(&headers);
     let state2 = state.clone();
     ok(blocking(move || {
@@ -181,6 +212,7 @@ pub(crate) async fn delete_identity(
 ) -> ApiResult {
     let caller = check(&state, &headers, "identities.write")?;
     let (_, entity) = identity_ref(&kind, &id)?;
+    require_known(&state, &entity)?;
     let reason = reason(&headers);
     let state2 = state.clone();
     blocking(move || {
@@ -211,6 +243,7 @@ pub(crate) async fn set_lifecycle(
 ) -> ApiResult {
     let caller = check(&state, &headers, "lifecycle.write")?;
     let (_, entity) = identity_ref(&kind, &id)?;
+    require_known(&state, &entity)?;
     let change: LifecycleChange = parse(read_json(body, &state)?, "lifecycle")?;
     if change.reason.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -372,7 +405,16 @@ fn policy_problem(err: arbiter_engine::PolicyError) -> ApiError {
             json!({"source": error.source_name, "line": error.line, "column": error.column, "message": error.message})
         })
         .collect();
-    ApiError::unprocessable(serde_json::to_string(&errors).unwrap_or_default())
+    let summary = err
+        .errors
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    ApiError::unprocessable(format!(
+        "{} policy error(s); first: {summary}",
+        errors.len()
+    ))
+    .with_errors(Value::Array(errors))
 }
 
 pub(crate) async fn validate_policies(
@@ -403,6 +445,12 @@ pub(crate) async fn upload_policies(
     let upload: PolicyUpload = parse(read_json(body, &state)?, "policies")?;
     if upload.activate {
         check(&state, &headers, "policies.activate")?;
+        if upload.reason.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "reason",
+                "activating a policy version needs a reason",
+            ));
+        }
     }
     let compiled = compile(&upload.sources, state.schema.as_deref(), 0).map_err(policy_problem)?;
     let state2 = state.clone();

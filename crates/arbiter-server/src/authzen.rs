@@ -501,7 +501,7 @@ pub(crate) async fn configuration(
         "discovery.read",
         now(),
     )?;
-    let base = base_url(&headers);
+    let base = base_url(&headers, state.config.tls);
     Ok(Json(json!({
         "policy_decision_point": base,
         "access_evaluation_endpoint": format!("{base}/access/v1/evaluation"),
@@ -514,10 +514,11 @@ pub(crate) async fn configuration(
 
 /// The base URL the caller used, from its `Host` header, with no trailing slash, so that
 /// `policy_decision_point` is exactly the URL the endpoints hang from.
-fn base_url(headers: &HeaderMap) -> String {
+fn base_url(headers: &HeaderMap, tls: bool) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|host| host.to_str().ok())
         .unwrap_or("localhost");
-    format!("http://{host}")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}")
 }

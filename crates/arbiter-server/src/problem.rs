@@ -12,6 +12,7 @@ pub struct ApiError {
     title: &'static str,
     detail: String,
     field: Option<String>,
+    errors: Option<Box<serde_json::Value>>,
 }
 
 impl ApiError {
@@ -21,7 +22,14 @@ impl ApiError {
             title,
             detail: detail.into(),
             field: None,
+            errors: None,
         }
+    }
+
+    /// Adds a machine-readable list of errors (e.g. policy errors with file, line and column).
+    pub(crate) fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.errors = Some(Box::new(errors));
+        self
     }
 
     /// A request that could not be understood, naming the field at fault.
@@ -33,6 +41,7 @@ impl ApiError {
             title: "invalid request",
             detail: format!("`{field}`: {reason}"),
             field: Some(field),
+            errors: None,
         }
     }
 
@@ -84,8 +93,13 @@ impl IntoResponse for ApiError {
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        if let (Some(field), Some(object)) = (&self.field, body.as_object_mut()) {
-            object.insert("field".to_owned(), json!(field));
+        if let Some(object) = body.as_object_mut() {
+            if let Some(field) = &self.field {
+                object.insert("field".to_owned(), json!(field));
+            }
+            if let Some(errors) = self.errors {
+                object.insert("errors".to_owned(), *errors);
+            }
         }
         (
             self.status,

@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Engine bounds.
     pub engine: EngineConfig,
+    /// Whether clients reach the server over TLS (for the URLs in the discovery document).
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
@@ -29,6 +31,7 @@ impl Default for ServerConfig {
             limits: RequestLimits::default(),
             max_body_bytes: 1024 * 1024,
             engine: EngineConfig::default(),
+            tls: false,
         }
     }
 }

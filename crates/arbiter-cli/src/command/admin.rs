@@ -118,6 +118,9 @@ pub(crate) struct Problem {
     pub(crate) detail: String,
     #[serde(default)]
     pub(crate) field: Option<String>,
+    /// Machine-readable errors, e.g. policy errors with file, line and column.
+    #[serde(default)]
+    pub(crate) errors: Option<serde_json::Value>,
 }
 
 impl fmt::Display for Problem {
@@ -131,7 +134,7 @@ impl fmt::Display for Problem {
 }
 
 /// One error in a policy source, as `policies/validate` lists them and as a rejected upload or
-/// activation carries them (JSON-encoded in the problem's `detail`).
+/// activation carries them (in the problem's `errors` member).
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct SourceError {
     pub(crate) source: String,
@@ -155,12 +158,12 @@ impl SourceError {
 }
 
 impl Problem {
-    /// The policy errors a 422 carries in its `detail`, if that is what it carries.
+    /// The policy errors a 422 carries in its `errors` member, if that is what it carries.
     pub(crate) fn source_errors(&self) -> Option<Vec<SourceError>> {
         if self.status != StatusCode::UNPROCESSABLE_ENTITY.as_u16() {
             return None;
         }
-        serde_json::from_str::<Vec<SourceError>>(&self.detail)
+        serde_json::from_value::<Vec<SourceError>>(self.errors.clone()?)
             .ok()
             .filter(|errors| !errors.is_empty())
     }
@@ -291,6 +294,7 @@ impl Api {
                     .unwrap_or("no problem details in the answer")
                     .to_lowercase(),
                 field: None,
+                errors: None,
             },
         };
         Err(RemoteError::Refused(problem).into())

@@ -267,7 +267,7 @@ fn upload(api: &Api, path: &Path, activate: bool, reason: &Reason, json: bool) -
     }
 }
 
-/// A refused upload carries the policy errors as JSON in the problem's detail: print them as
+/// A refused upload carries the policy errors in the problem's `errors`: print them as
 /// `file:line:column: message` with local paths, and leave a one-line summary as the error.
 fn with_local_paths(err: anyhow::Error, local: &LocalSources) -> anyhow::Error {
     let problem = match err.downcast_ref::<RemoteError>() {

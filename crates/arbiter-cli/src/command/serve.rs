@@ -121,7 +121,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         Arc::new(store),
         schema,
         bootstrap,
-        ServerConfig::default(),
+        ServerConfig {
+            tls: args.tls_cert.is_some(),
+            ..ServerConfig::default()
+        },
         metrics_handle(),
         now,
     )
@@ -179,7 +182,7 @@ fn print_demo_requests(address: &str, key: &str) {
     let ask = |label: &str, body: &str| {
         println!("\n  # {label}");
         println!(
-            "  curl -s http://{address}/access/v1/evaluation -H 'Authorization: Bearer {key}' -d '{body}'"
+            "  curl -s http://{address}/access/v1/evaluation -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' -d '{body}'"
         );
     };
     println!("\nTry it (each answer carries the decision id, outcome and reasons):");
