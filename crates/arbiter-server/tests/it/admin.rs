@@ -199,7 +199,10 @@ async fn policy_versions_activate_and_roll_back_in_one_call() {
     assert_eq!(problem["errors"][0]["source"], "bad.cedar", "{problem}");
     assert_eq!(problem["errors"][0]["line"], 2, "{problem}");
     assert!(problem["errors"][0]["column"].is_u64(), "{problem}");
-    assert!(problem["detail"].as_str().unwrap().contains("bad.cedar:2:"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("bad.cedar:2:"),
+        "{problem}"
+    );
     // Version 2 forbids everything and is activated at upload.
     let lockdown = json!({"sources": [{"name": "lockdown.cedar", "text": "forbid(principal, action, resource);"}],
                           "reason": "incident lockdown", "activate": true});
