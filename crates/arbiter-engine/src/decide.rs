@@ -83,6 +83,7 @@ struct Resolved {
     resource: EntityUID,
     resource_entity: Option<Arc<Entity>>,
     caller_context: BTreeMap<SmolStr, Value>,
+    caller_context_json: Map<String, Json>,
     chain: Vec<EntityUID>,
     ignored_properties: Vec<String>,
 }
@@ -93,6 +94,12 @@ struct Unresolvable(GuardViolation);
 impl Snapshot {
     /// Decides one request. Never fails: any problem is a deny whose reason says what it was.
     pub fn decide(&self, request: &DecisionRequest, options: &DecideOptions) -> Decision {
+        // Guards first: an identity that may not act is denied before anything is parsed or
+        // evaluated, so containment costs a lookup, not a decision.
+        if let Some(hop) = self.early_guard(request, options.now) {
+            let context = Json::Object(request.context.clone());
+            return self.finish(options, vec![hop], Vec::new(), context);
+        }
         let resolved = match self.resolve(request) {
             Ok(resolved) => resolved,
             Err(Unresolvable(guard)) => {
@@ -181,6 +188,30 @@ impl Snapshot {
         })
     }
 
+    /// The first principal (origin first, subject last) that a guard denies, as its hop.
+    fn early_guard(&self, request: &DecisionRequest, now: Timestamp) -> Option<HopTrace> {
+        request
+            .delegation
+            .iter()
+            .chain(std::iter::once(&request.subject.entity))
+            .find_map(|principal| {
+                let uid = self.uid_of(principal).ok()?;
+                self.guard(&uid, now).map(|guard| guard_hop(&uid, guard))
+            })
+    }
+
+    /// `to_uid`, with known type names taken from the snapshot's table instead of re-parsed.
+    fn uid_of(&self, entity: &EntityRef) -> Result<EntityUID, crate::InventoryError> {
+        match self.entity_types.get(&entity.entity_type) {
+            Some(entity_type) => Ok(EntityUID::from_components(
+                entity_type.clone(),
+                cedar_policy_core::ast::Eid::new(entity.id.as_str()),
+                None,
+            )),
+            None => to_uid(entity),
+        }
+    }
+
     fn policy(&self, idx: u32) -> Option<&CompiledPolicy> {
         self.policies.policies.get(idx as usize)
     }
@@ -199,11 +230,14 @@ impl Snapshot {
                 message,
             })
         };
-        let subject =
-            to_uid(&request.subject.entity).map_err(|err| invalid("subject.type", err.0))?;
-        let resource =
-            to_uid(&request.resource.entity).map_err(|err| invalid("resource.type", err.0))?;
-        let action = to_uid(&EntityRef::new("Action", &request.action.name))
+        let subject = self
+            .uid_of(&request.subject.entity)
+            .map_err(|err| invalid("subject.type", err.0))?;
+        let resource = self
+            .uid_of(&request.resource.entity)
+            .map_err(|err| invalid("resource.type", err.0))?;
+        let action = self
+            .uid_of(&EntityRef::new("Action", &request.action.name))
             .map_err(|err| invalid("action.name", err.0))?;
         let chain = request
             .delegation
@@ -249,6 +283,7 @@ impl Snapshot {
             resource,
             resource_entity,
             caller_context,
+            caller_context_json: request.context.clone(),
             chain,
             ignored_properties,
         })
@@ -313,16 +348,15 @@ impl Snapshot {
         is_subject: bool,
         options: &DecideOptions,
     ) -> (HopTrace, Json) {
-        let (arbiter_value, arbiter_json) = self.arbiter_context(resolved, principal, options.now);
-        let context_json = if is_subject {
-            let mut json = Map::new();
-            for (key, value) in &resolved.caller_context {
-                json.insert(key.to_string(), value_json(value));
+        let (arbiter_value, arbiter_json) =
+            self.arbiter_context(resolved, principal, options.now, is_subject);
+        let context_json = match arbiter_json {
+            Some(arbiter_json) => {
+                let mut json = resolved.caller_context_json.clone();
+                json.insert("arbiter".to_owned(), arbiter_json);
+                Json::Object(json)
             }
-            json.insert("arbiter".to_owned(), arbiter_json);
-            Json::Object(json)
-        } else {
-            Json::Null
+            None => Json::Null,
         };
         if let Some(guard) = self.guard(principal, options.now) {
             return (guard_hop(principal, guard), context_json);
@@ -533,7 +567,8 @@ impl Snapshot {
         resolved: &Resolved,
         principal: &EntityUID,
         now: Timestamp,
-    ) -> (Value, Json) {
+        with_json: bool,
+    ) -> (Value, Option<Json>) {
         let mut fresh: BTreeMap<SmolStr, Value> = BTreeMap::new();
         let mut fresh_json = Map::new();
         let mut stale: Vec<Value> = Vec::new();
@@ -611,7 +646,10 @@ impl Snapshot {
                 );
             }
         }
-        (Value::record(record, None), record_json)
+        (
+            Value::record(record, None),
+            with_json.then_some(record_json),
+        )
     }
 
     /// Arbiter's outcome rules over Cedar's evaluation.
@@ -979,6 +1017,15 @@ fn guard_reasons(guard: &GuardViolation) -> (String, String) {
 
 /// Caller context in Cedar form. Entity references use Cedar's `__entity` escape.
 fn cedar_context(context: &Map<String, Json>) -> Result<BTreeMap<SmolStr, Value>, Unresolvable> {
+    // Plain JSON (booleans, integers, strings, arrays, objects) converts directly; Cedar's own
+    // JSON parser, which is many times slower, handles everything else (escapes, and errors).
+    let fast: Option<BTreeMap<SmolStr, Value>> = context
+        .iter()
+        .map(|(key, value)| plain_value(value).map(|value| (SmolStr::from(key.as_str()), value)))
+        .collect();
+    if let Some(record) = fast {
+        return Ok(record);
+    }
     let parsed = Context::from_json_value(Json::Object(context.clone())).map_err(|err| {
         Unresolvable(GuardViolation::InvalidRequest {
             field: "context".to_owned(),
@@ -994,6 +1041,34 @@ fn cedar_context(context: &Map<String, Json>) -> Result<BTreeMap<SmolStr, Value>
     }
 }
 
+/// A JSON value with no Cedar escapes as a Cedar value, exactly as Cedar's parser would build it;
+/// `None` for anything else (escapes, floats, null), which goes to Cedar's parser.
+fn plain_value(json: &Json) -> Option<Value> {
+    match json {
+        Json::Bool(flag) => Some(Value::from(*flag)),
+        Json::Number(number) => number.as_i64().map(Value::from),
+        Json::String(text) => Some(Value::from(text.as_str())),
+        Json::Array(items) => items
+            .iter()
+            .map(plain_value)
+            .collect::<Option<Vec<_>>>()
+            .map(|items| Value::set(items, None)),
+        Json::Object(fields) => {
+            if fields.keys().any(|key| key.starts_with("__")) {
+                return None;
+            }
+            fields
+                .iter()
+                .map(|(key, value)| {
+                    plain_value(value).map(|value| (SmolStr::from(key.as_str()), value))
+                })
+                .collect::<Option<BTreeMap<SmolStr, Value>>>()
+                .map(|record| Value::record_arc(Arc::new(record), None))
+        }
+        Json::Null => None,
+    }
+}
+
 fn signal_value(json: &Json) -> Option<Value> {
     match json {
         Json::Bool(flag) => Some(Value::from(*flag)),
@@ -1005,24 +1080,6 @@ fn signal_value(json: &Json) -> Option<Value> {
 
 fn entity_json(entity: &EntityRef) -> Json {
     json!({"type": entity.entity_type, "id": entity.id})
-}
-
-/// A Cedar value as JSON, for the logged context.
-fn value_json(value: &Value) -> Json {
-    match &value.value {
-        ValueKind::Lit(Literal::Bool(flag)) => json!(flag),
-        ValueKind::Lit(Literal::Long(number)) => json!(number),
-        ValueKind::Lit(Literal::String(text)) => json!(text.as_str()),
-        ValueKind::Lit(Literal::EntityUID(uid)) => json!({"__entity": entity_json(&from_uid(uid))}),
-        ValueKind::Set(set) => Json::Array(set.iter().map(value_json).collect()),
-        ValueKind::Record(record) => Json::Object(
-            record
-                .iter()
-                .map(|(key, value)| (key.to_string(), value_json(value)))
-                .collect(),
-        ),
-        ValueKind::ExtensionValue(_) => json!(value.to_string()),
-    }
 }
 
 pub(crate) fn as_bool(value: &Value) -> Option<bool> {

@@ -140,15 +140,24 @@ impl PolicyIndex {
             };
             let template = policy.policy.template();
             let action = template.action_constraint();
-            let keyed = index.by_principal.insert(
-                template.principal_constraint().as_inner(),
-                action,
-                policy_idx,
-            ) || index.by_resource.insert(
-                template.resource_constraint().as_inner(),
-                action,
-                policy_idx,
-            );
+            let principal = template.principal_constraint();
+            let resource = template.resource_constraint();
+            // File each policy under its most selective scope: an entity beats a type, and a
+            // type beats nothing; the principal wins ties.
+            let principal_rank = selectivity(principal.as_inner());
+            let resource_rank = selectivity(resource.as_inner());
+            let keyed = if resource_rank > principal_rank {
+                index
+                    .by_resource
+                    .insert(resource.as_inner(), action, policy_idx)
+            } else {
+                index
+                    .by_principal
+                    .insert(principal.as_inner(), action, policy_idx)
+                    || index
+                        .by_resource
+                        .insert(resource.as_inner(), action, policy_idx)
+            };
             if !keyed {
                 index.unscoped.insert(action, policy_idx);
             }
@@ -175,5 +184,16 @@ impl PolicyIndex {
         out.sort_unstable();
         out.dedup();
         out
+    }
+}
+
+/// 2 for an entity scope, 1 for a type scope, 0 for none.
+fn selectivity(constraint: &PrincipalOrResourceConstraint) -> u8 {
+    match constraint {
+        PrincipalOrResourceConstraint::Eq(EntityReference::EUID(_))
+        | PrincipalOrResourceConstraint::In(EntityReference::EUID(_))
+        | PrincipalOrResourceConstraint::IsIn(_, EntityReference::EUID(_)) => 2,
+        PrincipalOrResourceConstraint::Is(_) => 1,
+        _ => 0,
     }
 }

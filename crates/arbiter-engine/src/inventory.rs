@@ -220,6 +220,19 @@ impl Inventory {
         Ok(())
     }
 
+    /// The distinct entity types present (and `Action`). O(n).
+    pub(crate) fn entity_types(&self) -> impl Iterator<Item = EntityType> {
+        let mut types: HashSet<EntityType> = self
+            .entities
+            .keys()
+            .map(|uid| uid.entity_type().clone())
+            .collect();
+        if let Ok(action) = Name::from_str("Action") {
+            types.insert(EntityType::from(action));
+        }
+        types.into_iter()
+    }
+
     /// Every entity of a Cedar type, in no particular order. O(n): for search, not for decisions.
     pub fn entities_of_type<'a>(
         &'a self,

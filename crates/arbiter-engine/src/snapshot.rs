@@ -4,6 +4,8 @@ use crate::inventory::Inventory;
 use crate::policies::{PolicySet, SharedPolicySet};
 use crate::schema::Schema;
 use arc_swap::ArcSwap;
+use cedar_policy_core::ast::EntityType;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Bounds and switches for the decision path.
@@ -11,7 +13,9 @@ use std::sync::{Arc, Mutex};
 pub struct EngineConfig {
     /// Most principals in a decision, counting the subject and every delegation hop.
     pub max_delegation_hops: usize,
-    /// Most entities one decision may load; past this it denies rather than evaluate partially.
+    /// Most entities one decision may load (the request's own, and everything their attributes
+    /// reference, transitively). Past this it denies with that reason rather than evaluate over
+    /// a partial slice: within the bound, decisions equal Cedar's; beyond it, they fail closed.
     pub max_slice_entities: usize,
     /// How many nearest-miss permits a deny explains.
     pub nearest_misses: usize,
@@ -21,7 +25,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         Self {
             max_delegation_hops: 4,
-            max_slice_entities: 256,
+            max_slice_entities: 4096,
             nearest_misses: 3,
         }
     }
@@ -35,6 +39,9 @@ pub struct Snapshot {
     pub(crate) inventory: Inventory,
     pub(crate) schema: Option<Arc<Schema>>,
     pub(crate) config: EngineConfig,
+    /// Parsed entity type names, so a request does not run Cedar's parser on a known type.
+    /// Built when the snapshot is made; a type added later is parsed on each use (still correct).
+    pub(crate) entity_types: Arc<HashMap<String, EntityType>>,
 }
 
 impl Snapshot {
@@ -45,11 +52,16 @@ impl Snapshot {
         schema: Option<Schema>,
         config: EngineConfig,
     ) -> Self {
+        let mut entity_types = HashMap::new();
+        for entity_type in inventory.entity_types() {
+            entity_types.insert(entity_type.to_string(), entity_type);
+        }
         Self {
             policies: Arc::new(policies),
             inventory,
             schema: schema.map(Arc::new),
             config,
+            entity_types: Arc::new(entity_types),
         }
     }
 

@@ -12,8 +12,9 @@
 //! | `large_workload`             | `0x5EED_1000` | 1,000    | 10,000     | 100,000 (`0x1000`)|
 //! | `random_small_workloads`     | proptest      | 1..=40   | 4..=80     | 64 cases × 200    |
 //!
-//! One more test, `known_divergence_slice_bound_on_unread_reference_sets`, is `#[ignore]`d: it
-//! pins a divergence found while writing these tests (see its comment); run it with `--ignored`.
+//! One more test, `slice_bound_is_large_stated_and_fails_closed`, pins the one deliberate limit:
+//! a request that reaches more entities than `EngineConfig::max_slice_entities` is denied with
+//! that reason instead of being evaluated (found by these tests at the old bound of 256).
 //!
 //! 0 mismatches is the only passing result. On a mismatch the test prints the request, both
 //! answers and Cedar's error messages, then fails. Each test prints its seeds, its counts and
@@ -478,17 +479,12 @@ proptest! {
     }
 }
 
-/// KNOWN DIVERGENCE (engine, not fixed here): the per-request entity slice follows every entity
-/// reference in every reachable attribute, whether or not a candidate policy reads it, and
-/// `EngineConfig::max_slice_entities` (256) turns a large slice into a deny. Here an
-/// unconditional permit allows the request in Cedar, while the engine refuses to evaluate it
-/// because the dataset lists 300 readers that no policy looks at.
-/// `Snapshot::evaluate_cedar` returns `Err("EntitySliceTooLarge { max_entities: 256 }")` and
-/// `Snapshot::decide` denies with "the request reaches more than 256 entities".
-/// Run with `cargo test -p arbiter-testkit --test integration -- --ignored`.
+/// The per-request entity slice follows every entity reference in every reachable attribute,
+/// whether or not a policy reads it. A dataset listing 300 readers used to exceed the old bound
+/// of 256 and was denied where Cedar allows; the default bound is now 4,096, so it agrees with
+/// Cedar, and a deployment that sets a lower bound gets a stated, fail-closed deny.
 #[test]
-#[ignore = "known divergence: the entity slice bound denies what Cedar allows (reported, engine unchanged)"]
-fn known_divergence_slice_bound_on_unread_reference_sets() {
+fn slice_bound_is_large_stated_and_fails_closed() {
     use arbiter_core::EntityRef;
     use serde_json::json;
 
@@ -544,6 +540,27 @@ fn known_divergence_slice_bound_on_unread_reference_sets() {
     assert_eq!(
         engine.map(|evaluation| evaluation.is_allowed()),
         Ok(true),
-        "the engine should agree with Cedar"
+        "within the default bound the engine agrees with Cedar"
+    );
+    let tight = Snapshot::new(
+        PolicySet::compile(snapshot.policies().sources().to_vec(), None, 1).unwrap(),
+        snapshot.inventory().clone(),
+        None,
+        EngineConfig {
+            max_slice_entities: 256,
+            ..EngineConfig::default()
+        },
+    );
+    let refused = tight.evaluate_cedar(
+        &request.principal,
+        &request.action,
+        &request.resource,
+        &request.context,
+    );
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|err| err.contains("EntitySliceTooLarge")),
+        "{refused:?}"
     );
 }
