@@ -190,6 +190,16 @@ impl Snapshot {
 
     /// The first principal (origin first, subject last) that a guard denies, as its hop.
     fn early_guard(&self, request: &DecisionRequest, now: Timestamp) -> Option<HopTrace> {
+        // A request the schema rejects is reported as such (naming the field), not as a guard.
+        if let Some(schema) = &self.schema {
+            let subject = self.uid_of(&request.subject.entity).ok()?;
+            let action = self
+                .uid_of(&EntityRef::new("Action", &request.action.name))
+                .ok()?;
+            let resource = self.uid_of(&request.resource.entity).ok()?;
+            check_types_against_schema(schema.validator_schema(), &subject, &action, &resource)
+                .ok()?;
+        }
         request
             .delegation
             .iter()
