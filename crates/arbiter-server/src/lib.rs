@@ -108,6 +108,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            time_limit,
+        ))
         .layer(axum::middleware::from_fn(echo_request_id))
         .with_state(state)
 }
@@ -190,6 +194,35 @@ pub(crate) fn read_json(
         .map_err(|_| problem::ApiError::bad_request("$", "body is not UTF-8"))?;
     arbiter_core::parse_strict_json(text, state.config.limits.max_depth)
         .map_err(|err| problem::ApiError::bad_request("$", format!("invalid JSON: {err}")))
+}
+
+/// Bounds every request in time. A decision that cannot be made in time is a deny with a reason.
+async fn time_limit(State(state): State<AppStateRef>, request: Request, next: Next) -> Response {
+    let is_decision = request.uri().path().starts_with("/access/");
+    match tokio::time::timeout(state.config.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) if is_decision => {
+            metrics::counter!("arbiter_request_timeouts_total", "api" => "access").increment(1);
+            Json(json!({
+                "decision": false,
+                "context": {
+                    "outcome": "deny",
+                    "reason_admin": {"en": "denied: the request did not complete within the time limit (fail closed)"},
+                    "reason_user": {"en": "denied: request timed out"},
+                }
+            }))
+            .into_response()
+        }
+        Err(_) => {
+            metrics::counter!("arbiter_request_timeouts_total", "api" => "admin").increment(1);
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timed out",
+                "the request did not complete within the time limit",
+            )
+            .into_response()
+        }
+    }
 }
 
 async fn echo_request_id(request: Request, next: Next) -> Response {

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// Whether clients reach the server over TLS (for the URLs in the discovery document).
     pub tls: bool,
+    /// Longest a request may take, body upload included. A decision request that runs out of
+    /// time is answered with a deny (never a 5xx a proxy might fail open on); others with a 503.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +35,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             engine: EngineConfig::default(),
             tls: false,
+            request_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -110,7 +110,15 @@ fn hostile_decision_bodies() -> Vec<(String, &'static str)> {
         ));
     }
     // Unknown or malformed entity types.
-    for bad_type in ["Dataset", "Not A Type", "Agent::", "::Agent", "1Agent", "Agent\"", ""] {
+    for bad_type in [
+        "Dataset",
+        "Not A Type",
+        "Agent::",
+        "::Agent",
+        "1Agent",
+        "Agent\"",
+        "",
+    ] {
         let body = VALID.replace(
             r#""type":"Agent""#,
             &format!(r#""type":{}"#, Value::from(bad_type)),

@@ -13,4 +13,5 @@ mod admin;
 mod hostile;
 mod interop;
 mod support;
+mod timeouts;
 mod tls;

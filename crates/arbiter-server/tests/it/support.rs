@@ -57,12 +57,26 @@ impl TestServer {
         Self::start_with(Arc::new(SqliteStore::open_in_memory().unwrap()), bundle).await
     }
 
+    /// Starts a server over an in-memory store with a non-default configuration.
+    pub(crate) async fn start_configured(bundle: Bundle, config: ServerConfig) -> Self {
+        Self::start_full(
+            Arc::new(SqliteStore::open_in_memory().unwrap()),
+            bundle,
+            config,
+        )
+        .await
+    }
+
     /// Starts a server over a database file (for restart tests).
     pub(crate) async fn start_at(path: &Path, bundle: Bundle) -> Self {
         Self::start_with(Arc::new(SqliteStore::open(path).unwrap()), bundle).await
     }
 
     async fn start_with(store: Arc<dyn Store>, bundle: Bundle) -> Self {
+        Self::start_full(store, bundle, ServerConfig::default()).await
+    }
+
+    async fn start_full(store: Arc<dyn Store>, bundle: Bundle, config: ServerConfig) -> Self {
         let schema = bundle
             .schema
             .as_ref()
@@ -97,15 +111,8 @@ impl TestServer {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        let (state, new_keys) = AppState::open(
-            store,
-            schema,
-            bootstrap,
-            ServerConfig::default(),
-            metrics_handle(),
-            now,
-        )
-        .unwrap();
+        let (state, new_keys) =
+            AppState::open(store, schema, bootstrap, config, metrics_handle(), now).unwrap();
         let keys = new_keys
             .keys
             .into_iter()
