@@ -61,20 +61,25 @@ impl BundleArgs {
 }
 
 impl BundleTexts {
-    pub(crate) fn load(self) -> Result<Snapshot> {
-        let schema = match &self.schema {
-            Some((name, text)) => Some(Schema::parse(name, text).map_err(|errors| {
-                anyhow!(
-                    "invalid schema:\n{}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                )
-            })?),
-            None => None,
+    /// The schema, parsed, with every error located.
+    pub(crate) fn schema(&self) -> Result<Option<Schema>> {
+        let Some((name, text)) = &self.schema else {
+            return Ok(None);
         };
+        Schema::parse(name, text).map(Some).map_err(|errors| {
+            anyhow!(
+                "invalid schema:\n{}",
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })
+    }
+
+    pub(crate) fn load(self) -> Result<Snapshot> {
+        let schema = self.schema()?;
         let policies = PolicySet::compile(self.policies, schema.as_ref(), 1)
             .map_err(|err| anyhow!("invalid policies:\n{err}"))?;
         let mut builder = InventoryBuilder::new();

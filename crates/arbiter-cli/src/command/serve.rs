@@ -4,7 +4,6 @@ use crate::bundle::{BundleArgs, BundleTexts};
 use crate::command::unix_now;
 use anyhow::{anyhow, Context, Result};
 use arbiter_core::InventoryDocument;
-use arbiter_engine::Schema;
 use arbiter_server::{metrics_handle, AppState, Bootstrap, Role, ServerConfig};
 use arbiter_store::SqliteStore;
 use std::net::SocketAddr;
@@ -83,19 +82,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         };
         (texts, Vec::new())
     };
-    let schema = match &texts.schema {
-        Some((name, text)) => Some(Schema::parse(name, text).map_err(|errors| {
-            anyhow!(
-                "invalid schema:\n{}",
-                errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            )
-        })?),
-        None => None,
-    };
+    let schema = texts.schema()?;
     let mut bootstrap = Bootstrap {
         policies: texts.policies,
         extra_keys,
