@@ -727,7 +727,8 @@ impl Snapshot {
                     message: message.clone(),
                 };
                 (Outcome::Deny, Some(guard), vec![policy])
-            } else if let Some(guard) = self.unavailable_signal(&evaluator, &evaluation, principal)
+            } else if let Some(guard) =
+                self.unavailable_signal(&evaluator, &evaluation, principal, options.now)
             {
                 (Outcome::Deny, Some(guard), Vec::new())
             } else if !forbids.is_empty() {
@@ -787,21 +788,9 @@ impl Snapshot {
         evaluator: &Evaluator<'_>,
         evaluation: &Evaluation,
         principal: &EntityUID,
+        now: Timestamp,
     ) -> Option<GuardViolation> {
         let signals = self.inventory.signals_of(principal);
-        let now = match evaluation.request.context() {
-            Some(Context::Value(record)) => record
-                .get("arbiter")
-                .and_then(|arbiter| match &arbiter.value {
-                    ValueKind::Record(fields) => fields.get("now").cloned(),
-                    _ => None,
-                })
-                .and_then(|now| match now.value {
-                    ValueKind::Lit(Literal::Long(now)) => Some(now),
-                    _ => None,
-                }),
-            _ => None,
-        }?;
         for policy_idx in &evaluation.candidates {
             let Some(policy) = self.policy(*policy_idx) else {
                 continue;
