@@ -231,6 +231,10 @@ pub struct SnapshotInfo {
     pub policy_digest: String,
     /// Version of the inventory (bumped by every change).
     pub inventory_version: u64,
+    /// The store's change-feed position the inventory reflects (0 when it was not loaded from a
+    /// store): replay rebuilds the inventory as of this change to decide again.
+    #[serde(default)]
+    pub change_seq: u64,
 }
 
 /// A decision, with everything needed to explain, log and replay it.

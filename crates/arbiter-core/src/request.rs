@@ -62,6 +62,51 @@ pub struct DecisionRequest {
     pub delegation: Vec<EntityRef>,
 }
 
+impl DecisionRequest {
+    /// The request as AuthZEN JSON, delegation back under `context.delegation`:
+    /// [`request_from_value`] of it gives this request again (the decision log stores requests
+    /// this way so that replay parses them like the API did).
+    pub fn to_value(&self) -> Value {
+        let entity = |input: &EntityInput| {
+            let mut fields = Map::new();
+            fields.insert("type".into(), input.entity.entity_type.clone().into());
+            fields.insert("id".into(), input.entity.id.clone().into());
+            if !input.properties.is_empty() {
+                fields.insert("properties".into(), Value::Object(input.properties.clone()));
+            }
+            Value::Object(fields)
+        };
+        let mut action = Map::new();
+        action.insert("name".into(), self.action.name.clone().into());
+        if !self.action.properties.is_empty() {
+            action.insert(
+                "properties".into(),
+                Value::Object(self.action.properties.clone()),
+            );
+        }
+        let mut context = self.context.clone();
+        if !self.delegation.is_empty() {
+            let hops = self
+                .delegation
+                .iter()
+                .map(|hop| {
+                    let mut fields = Map::new();
+                    fields.insert("type".into(), hop.entity_type.clone().into());
+                    fields.insert("id".into(), hop.id.clone().into());
+                    Value::Object(fields)
+                })
+                .collect();
+            context.insert(DELEGATION_KEY.into(), Value::Array(hops));
+        }
+        let mut request = Map::new();
+        request.insert("subject".into(), entity(&self.subject));
+        request.insert("action".into(), Value::Object(action));
+        request.insert("resource".into(), entity(&self.resource));
+        request.insert("context".into(), Value::Object(context));
+        Value::Object(request)
+    }
+}
+
 /// A request the parser refused, naming the field and why.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("`{field}`: {reason}")]
@@ -278,6 +323,20 @@ mod tests {
         assert_eq!(request.delegation, vec![EntityRef::new("Human", "alice")]);
         assert!(!request.context.contains_key("delegation"));
         assert_eq!(request.context["ip"], "10.0.0.1");
+    }
+
+    #[test]
+    fn to_value_parses_back_to_the_same_request() {
+        let with_everything = parse_request(GOOD, RequestLimits::default()).unwrap();
+        let bare = parse_request(
+            r#"{"subject":{"type":"Human","id":"h"},"action":{"name":"a","properties":{"n":[1]}},
+                "resource":{"type":"T","id":"r","properties":{"p":{"q":null}}}}"#,
+            RequestLimits::default(),
+        )
+        .unwrap();
+        for request in [with_everything, bare] {
+            assert_eq!(request_from_value(request.to_value()).unwrap(), request);
+        }
     }
 
     #[test]

@@ -880,6 +880,7 @@ impl Snapshot {
                 policy_version: self.policies.version(),
                 policy_digest: self.policies.digest().to_owned(),
                 inventory_version: self.inventory.version(),
+                change_seq: self.change_seq,
             },
             decided_at: options.now,
         }

@@ -42,6 +42,8 @@ pub struct Snapshot {
     /// Parsed entity type names, so a request does not run Cedar's parser on a known type.
     /// Built when the snapshot is made; a type added later is parsed on each use (still correct).
     pub(crate) entity_types: Arc<HashMap<String, EntityType>>,
+    /// The store's change-feed position this snapshot reflects; set by whoever loads it.
+    pub(crate) change_seq: u64,
 }
 
 impl Snapshot {
@@ -62,6 +64,7 @@ impl Snapshot {
             schema: schema.map(Arc::new),
             config,
             entity_types: Arc::new(entity_types),
+            change_seq: 0,
         }
     }
 
@@ -83,6 +86,16 @@ impl Snapshot {
     /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The store's change-feed position this snapshot reflects (0 when not loaded from a store).
+    pub fn change_seq(&self) -> u64 {
+        self.change_seq
+    }
+
+    /// Records that this snapshot now reflects the store up to change `seq`.
+    pub fn set_change_seq(&mut self, seq: u64) {
+        self.change_seq = seq;
     }
 
     /// A copy whose inventory the caller may change (O(1): the maps are shared until written).

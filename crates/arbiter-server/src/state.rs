@@ -106,7 +106,9 @@ impl AppState {
             }
             None => PolicySet::empty(),
         };
-        let document = store.load_inventory().map_err(|err| err.to_string())?;
+        let (document, change_seq) = store
+            .load_inventory_with_seq()
+            .map_err(|err| err.to_string())?;
         let mut builder = InventoryBuilder::new();
         builder
             .add_document(&document)
@@ -161,12 +163,13 @@ impl AppState {
             .collect();
         let governance = governance_snapshot(&keys)?;
         let schema = schema.map(Arc::new);
-        let snapshot = Snapshot::new(
+        let mut snapshot = Snapshot::new(
             policies,
             inventory,
             schema.as_deref().cloned(),
             config.engine.clone(),
         );
+        snapshot.set_change_seq(change_seq);
         Ok((
             Self {
                 decisions: SnapshotCell::new(snapshot),
@@ -195,6 +198,9 @@ impl AppState {
         let mut output = None;
         self.decisions.update(|snapshot| {
             output = Some(change(snapshot)?);
+            // Writers are serialised, so the newest change is the one just made; the decision
+            // log records this position so that replay can rebuild the inventory as of it.
+            snapshot.set_change_seq(self.store.latest_seq()?);
             Ok::<_, ApiError>(())
         })?;
         output.ok_or_else(|| ApiError::internal("write produced no result"))

@@ -1,0 +1,420 @@
+//! The writer: one thread that owns the log database and commits entries in groups.
+//!
+//! Callers hand entries to [`DecisionLog::append`] and, in durable mode, wait until the group
+//! holding them is committed and fsynced. While one group commits, the next one queues, so one
+//! fsync carries as many entries as arrived during the previous one: throughput rises with load
+//! while no caller is answered before its entry is on disk.
+
+use crate::checkpoint::{Checkpoint, LogKey};
+use crate::db::{LogDb, Prepared};
+use crate::merkle::Frontier;
+use crate::record::{Entry, NoticeEntry};
+use crate::LogError;
+use serde_json::json;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// When an append counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the entry is committed and fsynced (the default): an acknowledged decision is
+    /// never lost.
+    Durable,
+    /// As soon as the entry is queued. A crash loses what was queued but not yet committed: at
+    /// most one group, i.e. what arrives during one commit (about one fsync's time). Write
+    /// failures still turn decisions into denials once they are seen.
+    Buffered,
+}
+
+/// How to open the log.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The log database file.
+    pub path: PathBuf,
+    /// The checkpoint signing key (created when missing). Keep it outside the database.
+    pub key_path: PathBuf,
+    /// A file outside the database to which kept checkpoints are appended; verification uses it
+    /// to detect a database restored from an older copy.
+    pub witness_path: Option<PathBuf>,
+    /// When an append counts as done.
+    pub durability: Durability,
+    /// Most entries per commit.
+    pub max_group: usize,
+    /// How often a checkpoint is kept (the latest is always rewritten with each commit).
+    pub keep_every: Duration,
+}
+
+impl LogConfig {
+    /// The defaults for a log at `path` with its key at `key_path`.
+    pub fn new(path: PathBuf, key_path: PathBuf) -> Self {
+        Self {
+            path,
+            key_path,
+            witness_path: None,
+            durability: Durability::Durable,
+            max_group: 8192,
+            keep_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The writer's health, readable without blocking.
+#[derive(Debug, Default)]
+pub struct LogHealth {
+    failing: AtomicBool,
+    last_error: Mutex<Option<String>>,
+    committed: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl LogHealth {
+    /// `None` when the last commit succeeded; otherwise why it failed.
+    pub fn failure(&self) -> Option<String> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        self.last_error
+            .lock()
+            .map(|error| error.clone())
+            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+            .or_else(|| Some("unknown error".into()))
+    }
+
+    /// Entries committed since start.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Failed commits since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn set_failure(&self, error: Option<String>) {
+        if let Ok(mut last) = self.last_error.lock() {
+            if error.is_some() {
+                *last = error.clone();
+            }
+        }
+        self.failing.store(error.is_some(), Ordering::Release);
+    }
+}
+
+struct Job {
+    entries: Vec<Prepared>,
+    done: Option<oneshot::Sender<Result<u64, LogError>>>,
+    decision_ids: Vec<String>,
+}
+
+/// The handle callers append through. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DecisionLog {
+    queue: mpsc::Sender<Job>,
+    health: Arc<LogHealth>,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job({} entries)", self.entries.len())
+    }
+}
+
+impl DecisionLog {
+    /// Opens the log and starts its writer thread. Refuses a log whose entries do not match its
+    /// latest signed checkpoint: a tampered or damaged log is not written to.
+    pub fn open(config: LogConfig) -> Result<(Self, std::thread::JoinHandle<()>), LogError> {
+        let key = LogKey::load_or_create(&config.key_path)?;
+        let db = LogDb::open(&config.path)?;
+        let frontier = checked_frontier(&db, &key)?;
+        let (queue, jobs) = mpsc::channel(65_536);
+        let health = Arc::new(LogHealth::default());
+        let writer = Writer {
+            db: Some(db),
+            frontier,
+            key,
+            config: config.clone(),
+            health: Arc::clone(&health),
+            last_kept: None,
+            failed_ids: Vec::new(),
+            failed_error: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("arbiter-log-writer".into())
+            .spawn(move || writer.run(jobs))?;
+        Ok((
+            Self {
+                queue,
+                health,
+                durability: config.durability,
+            },
+            thread,
+        ))
+    }
+
+    /// The writer's health.
+    pub fn health(&self) -> &LogHealth {
+        &self.health
+    }
+
+    /// The durability this log was opened with.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Appends entries, consecutively. Durable: returns the first entry's seq once all are on
+    /// disk. Buffered: returns `None` once they are queued, or the last write failure if the
+    /// log is failing (so callers fail closed either way).
+    pub async fn append(&self, entries: &[Entry]) -> Result<Option<u64>, LogError> {
+        let mut prepared = Vec::with_capacity(entries.len());
+        let mut decision_ids = Vec::new();
+        for entry in entries {
+            let columns = entry.columns();
+            if !columns.decision_id.is_empty() {
+                decision_ids.push(columns.decision_id.clone());
+            }
+            prepared.push(Prepared {
+                columns,
+                body: serde_json::to_vec(entry)?,
+            });
+        }
+        match self.durability {
+            Durability::Durable => {
+                let (done, receipt) = oneshot::channel();
+                self.queue
+                    .send(Job {
+                        entries: prepared,
+                        done: Some(done),
+                        decision_ids,
+                    })
+                    .await
+                    .map_err(|_| LogError::Closed)?;
+                receipt.await.map_err(|_| LogError::Closed)?.map(Some)
+            }
+            Durability::Buffered => {
+                if let Some(failure) = self.health.failure() {
+                    return Err(LogError::Unavailable(failure));
+                }
+                self.queue
+                    .send(Job {
+                        entries: prepared,
+                        done: None,
+                        decision_ids,
+                    })
+                    .await
+                    .map_err(|_| LogError::Closed)?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The tree of the stored entries, checked against the latest signed checkpoint.
+fn checked_frontier(db: &LogDb, key: &LogKey) -> Result<Frontier, LogError> {
+    let frontier = db.frontier()?;
+    match db.latest_checkpoint()? {
+        None if frontier.size() == 0 => Ok(frontier),
+        None => Err(LogError::Corrupt(format!(
+            "{} entries but no checkpoint; run `arbiter audit verify`",
+            frontier.size()
+        ))),
+        Some(latest) => {
+            let root = hex::encode(frontier.root());
+            if latest.size != frontier.size() || latest.root != root {
+                return Err(LogError::Corrupt(format!(
+                    "the entries (size {}, root {root}) do not match the latest checkpoint (size {}, root {}); run `arbiter audit verify`",
+                    frontier.size(),
+                    latest.size,
+                    latest.root
+                )));
+            }
+            if !latest.verify(&key.verifying_key()) {
+                return Err(LogError::Corrupt(
+                    "the latest checkpoint is not signed by this log's key".into(),
+                ));
+            }
+            Ok(frontier)
+        }
+    }
+}
+
+struct Writer {
+    /// `None` after a failed commit, until reopened.
+    db: Option<LogDb>,
+    frontier: Frontier,
+    key: LogKey,
+    config: LogConfig,
+    health: Arc<LogHealth>,
+    last_kept: Option<Instant>,
+    /// Decisions answered as denials because their commit failed, to be noted once the log
+    /// can be written again.
+    failed_ids: Vec<String>,
+    failed_error: Option<String>,
+}
+
+impl Writer {
+    fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
+        while let Some(first) = jobs.blocking_recv() {
+            let mut group = vec![first];
+            let mut count = group.iter().map(|job| job.entries.len()).sum::<usize>();
+            while count < self.config.max_group {
+                match jobs.try_recv() {
+                    Ok(job) => {
+                        count += job.entries.len();
+                        group.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Job>) {
+        let started = Instant::now();
+        let entries: Vec<Prepared> = group
+            .iter()
+            .flat_map(|job| job.entries.iter().cloned())
+            .collect();
+        match self.commit(entries) {
+            Ok(first_seq) => {
+                let mut seq = first_seq;
+                for job in group {
+                    let len = job.entries.len() as u64;
+                    if let Some(done) = job.done {
+                        let _ = done.send(Ok(seq));
+                    }
+                    seq += len;
+                }
+                metrics::histogram!("arbiter_log_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                self.recovered();
+            }
+            Err(error) => {
+                let message = error.to_string();
+                tracing::error!(error = %message, "decision log write failed; deciding deny until it recovers");
+                metrics::counter!("arbiter_log_write_failures_total").increment(1);
+                metrics::gauge!("arbiter_log_healthy").set(0.0);
+                self.health.failures.fetch_add(1, Ordering::Relaxed);
+                self.health.set_failure(Some(message.clone()));
+                self.failed_error = Some(message.clone());
+                for job in group {
+                    self.failed_ids.extend(job.decision_ids);
+                    if let Some(done) = job.done {
+                        let _ = done.send(Err(LogError::Unavailable(message.clone())));
+                    }
+                }
+                // The connection's state after a failed fsync is unknown; start afresh.
+                self.db = None;
+            }
+        }
+    }
+
+    /// After a failure, the first successful commit records which decisions were answered as
+    /// denials while the log could not be written (their entries may or may not have reached
+    /// the disk, so the log says how they were answered).
+    fn recovered(&mut self) {
+        if self.failed_ids.is_empty() {
+            if self.health.failure().is_some() {
+                self.health.set_failure(None);
+                metrics::gauge!("arbiter_log_healthy").set(1.0);
+            }
+            return;
+        }
+        let ids = std::mem::take(&mut self.failed_ids);
+        let notice = Entry::Notice(NoticeEntry {
+            kind: "write_failed".into(),
+            at: unix_now(),
+            message: format!(
+                "the log could not be written ({}); {} decisions were answered deny instead",
+                self.failed_error.take().unwrap_or_default(),
+                ids.len()
+            ),
+            detail: json!({"answered_deny": ids}),
+        });
+        let prepared = serde_json::to_vec(&notice).map(|body| Prepared {
+            columns: notice.columns(),
+            body,
+        });
+        match prepared
+            .map_err(LogError::from)
+            .and_then(|p| self.commit(vec![p]))
+        {
+            Ok(_) => {
+                self.health.set_failure(None);
+                metrics::gauge!("arbiter_log_healthy").set(1.0);
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "could not record the write-failure notice");
+                self.db = None;
+            }
+        }
+    }
+
+    fn commit(&mut self, entries: Vec<Prepared>) -> Result<u64, LogError> {
+        if self.db.is_none() {
+            let db = LogDb::open(&self.config.path)?;
+            self.frontier = checked_frontier(&db, &self.key)?;
+            self.db = Some(db);
+        }
+        let Some(db) = self.db.as_mut() else {
+            return Err(LogError::Closed);
+        };
+        let first_seq = self.frontier.size() + 1;
+        let mut frontier = self.frontier.clone();
+        let mut rows = Vec::with_capacity(entries.len());
+        for (offset, prepared) in entries.into_iter().enumerate() {
+            let leaf = crate::record::leaf_of(
+                first_seq + offset as u64,
+                &prepared.columns,
+                &prepared.body,
+            );
+            frontier.push(leaf);
+            rows.push((prepared, leaf));
+        }
+        let checkpoint = self.key.sign(frontier.size(), &frontier.root(), unix_now());
+        let keep = self
+            .last_kept
+            .is_none_or(|kept| kept.elapsed() >= self.config.keep_every);
+        db.append(first_seq, &rows, &checkpoint, keep)?;
+        self.frontier = frontier;
+        self.health
+            .committed
+            .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        metrics::counter!("arbiter_log_entries_total").increment(rows.len() as u64);
+        if keep {
+            self.last_kept = Some(Instant::now());
+            if let Err(error) = self.witness(&checkpoint) {
+                // The witness is a second copy for rollback detection; the entries are safe.
+                tracing::warn!(error = %error, "could not append to the checkpoint witness file");
+            }
+        }
+        Ok(first_seq)
+    }
+
+    fn witness(&self, checkpoint: &Checkpoint) -> Result<(), LogError> {
+        let Some(path) = &self.config.witness_path else {
+            return Ok(());
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let mut line = serde_json::to_vec(checkpoint)?;
+        line.push(b'\n');
+        file.write_all(&line)?;
+        file.sync_data()?;
+        Ok(())
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs() as i64)
+        .unwrap_or(0)
+}
