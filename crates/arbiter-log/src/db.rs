@@ -278,7 +278,7 @@ impl LogDb {
             .optional()?)
     }
 
-    /// The kept checkpoints, oldest first, and the latest one last if it is newer.
+    /// The kept checkpoints, oldest first, then the latest one unless it is among them.
     pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, LogError> {
         let mut statement = self
             .conn
@@ -287,29 +287,39 @@ impl LogDb {
             .query_map([], checkpoint_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         if let Some(latest) = self.latest_checkpoint()? {
-            if checkpoints
-                .last()
-                .is_none_or(|last| last.size < latest.size)
-            {
+            if !checkpoints.contains(&latest) {
                 checkpoints.push(latest);
             }
         }
         Ok(checkpoints)
     }
 
-    /// Reads rows `from..=to` in order and hands each to `visit`.
+    /// Reads rows `from..=to` in order and hands each to `visit`; a row that cannot be read
+    /// (a column of the wrong type or shape) stops the scan with its error.
     pub fn scan(
         &self,
         from: u64,
         to: u64,
         mut visit: impl FnMut(Row) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
+        self.scan_raw(from, to, |_, row| visit(row?))
+    }
+
+    /// Like [`scan`](Self::scan), but hands over unreadable rows as errors with their seq, so
+    /// that verification can report them and go on.
+    pub fn scan_raw(
+        &self,
+        from: u64,
+        to: u64,
+        mut visit: impl FnMut(u64, Result<Row, LogError>) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
         let mut statement = self.conn.prepare(&format!(
             "SELECT {ROW_COLUMNS} FROM entries WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
         ))?;
         let mut rows = statement.query(params![from as i64, to.min(i64::MAX as u64) as i64])?;
         while let Some(row) = rows.next()? {
-            visit(row_from_sql(row)?)?;
+            let seq = row.get::<_, i64>(0).map(|seq| seq as u64).unwrap_or(0);
+            visit(seq, row_from_sql(row))?;
         }
         Ok(())
     }

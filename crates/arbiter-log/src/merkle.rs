@@ -211,7 +211,7 @@ mod tests {
                 prop_assert!(!verify_inclusion(&leaves[other], index as u64, n as u64, &path, &root));
                 prop_assert!(!verify_inclusion(&leaves[index], other as u64, n as u64, &path, &root));
             }
-            prop_assert!(!verify_inclusion(&leaves[index], index as u64, n as u64 + 1, &path, &root));
+            prop_assert!(!verify_inclusion(&leaves[index], n as u64, n as u64, &path, &root));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! against every signed checkpoint, the log's own and any kept elsewhere.
 
 use crate::checkpoint::Checkpoint;
-use crate::db::LogDb;
+use crate::db::{LogDb, Row};
 use crate::merkle::{inclusion_proof, verify_inclusion, Frontier, Hash};
 use crate::record::{leaf_of, Columns};
 use crate::LogError;
@@ -112,7 +112,19 @@ pub fn verify(db: &LogDb, options: &VerifyOptions<'_>) -> Result<VerifyReport, L
     let to = options.to.unwrap_or(u64::MAX);
     let mut frontier = Frontier::new();
     let mut last_checked = 0u64;
-    db.scan(1, u64::MAX, |row| {
+    db.scan_raw(1, u64::MAX, |seq, row| {
+        let row = match row {
+            Ok(row) => row,
+            Err(error) => {
+                report.problem(Some(seq), format!("entry {seq} cannot be read: {error}"));
+                Row {
+                    seq,
+                    columns: Columns::default(),
+                    body: Vec::new(),
+                    leaf: Vec::new(),
+                }
+            }
+        };
         let expected = frontier.size() + 1;
         if row.seq != expected {
             report.problem(
