@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod changes;
 pub(crate) mod check;
+pub(crate) mod decisions;
 pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod identities;

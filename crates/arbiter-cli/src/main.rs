@@ -33,6 +33,10 @@ enum Command {
     Keys(command::keys::KeysArgs),
     /// The server's change feed: who changed what, when and why.
     Changes(command::changes::ChangesArgs),
+    /// The decision log on a server: search, show, export, follow, prove.
+    Decisions(command::decisions::DecisionsArgs),
+    /// Verify the decision log's files against its signed checkpoints; export checkpoints; check proofs.
+    Audit(command::audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,8 @@ fn main() -> ExitCode {
         Command::Policies(args) => command::policies::run(args),
         Command::Keys(args) => command::keys::run(args),
         Command::Changes(args) => command::changes::run(args),
+        Command::Decisions(args) => command::decisions::run(args),
+        Command::Audit(args) => command::audit::run(args),
     };
     match result {
         Ok(code) => code,

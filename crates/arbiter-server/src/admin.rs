@@ -29,7 +29,11 @@ fn ok(value: impl serde::Serialize) -> ApiResult {
     ))
 }
 
-fn check(state: &AppStateRef, headers: &HeaderMap, action: &str) -> Result<Caller, ApiError> {
+pub(crate) fn check(
+    state: &AppStateRef,
+    headers: &HeaderMap,
+    action: &str,
+) -> Result<Caller, ApiError> {
     authorize(
         &state.governance,
         &state.keys.load(),

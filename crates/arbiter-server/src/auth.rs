@@ -73,7 +73,7 @@ permit(principal in Role::"operator", action in [
   Action::"identities.read", Action::"identities.write", Action::"lifecycle.write",
   Action::"inventory.read", Action::"inventory.write", Action::"signals.read", Action::"signals.write",
   Action::"policies.read", Action::"policies.write", Action::"policies.activate",
-  Action::"changes.read", Action::"metrics.read"
+  Action::"changes.read", Action::"decisions.read", Action::"metrics.read"
 ], resource);
 
 @id("approvers-read-what-they-approve")
@@ -84,7 +84,7 @@ permit(principal in Role::"approver", action in [
 @id("auditors-read-everything")
 permit(principal in Role::"auditor", action in [
   Action::"identities.read", Action::"inventory.read", Action::"signals.read", Action::"policies.read",
-  Action::"changes.read", Action::"keys.read", Action::"metrics.read"
+  Action::"changes.read", Action::"decisions.read", Action::"keys.read", Action::"metrics.read"
 ], resource);
 
 @id("enforcement-points-ask-for-decisions")
@@ -110,6 +110,8 @@ pub(crate) struct KeyInfo {
 pub(crate) struct Caller {
     pub(crate) principal: EntityRef,
     pub(crate) role: Option<Role>,
+    /// The key's label, for the decision log.
+    pub(crate) name: String,
 }
 
 impl Caller {
@@ -192,11 +194,13 @@ pub(crate) fn authorize(
         None => Caller {
             principal: EntityRef::new("ApiKey", ANONYMOUS),
             role: None,
+            name: ANONYMOUS.to_owned(),
         },
         Some(key) => match keys.get(&hash_key(key)) {
             Some(info) => Caller {
                 principal: EntityRef::new("ApiKey", &info.id),
                 role: Some(info.role),
+                name: info.name.clone(),
             },
             None => return Err(ApiError::unauthorized()),
         },

@@ -10,6 +10,7 @@
 //! still parsed strictly. Caller `properties` never override the inventory; that rule lives in
 //! the engine and holds here too.
 
+use crate::audit::{self, Decided};
 use crate::auth::authorize;
 use crate::problem::ApiError;
 use crate::{now, read_json, AppStateRef};
@@ -42,10 +43,12 @@ pub(crate) async fn evaluation(
     };
     let request = parse_evaluation(body)?;
     let snapshot = state.decisions.load();
-    let decision = decide_timed(&snapshot, &request, "evaluation");
-    if let Some(problem) = invalid_request(&decision) {
+    let mut decided = [decide_timed(&snapshot, request, "evaluation")];
+    if let Some(problem) = invalid_request(&decided[0].decision) {
         return Err(problem);
     }
+    audit::record(&state, &caller, "evaluation", &snapshot, &mut decided).await;
+    let [Decided { decision, .. }] = decided;
     tracing::debug!(
         caller = %caller.principal.id,
         decision_id = %decision.id,
@@ -68,7 +71,7 @@ pub(crate) async fn evaluations(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_decide(&state, &headers)?;
+    let caller = authorize_decide(&state, &headers)?;
     let Value::Object(mut batch) = read_request(&headers, body, &state)? else {
         return Err(ApiError::bad_request("$", "must be a JSON object"));
     };
@@ -84,36 +87,43 @@ pub(crate) async fn evaluations(
     };
     let options = BatchOptions::parse(batch.remove("options"))?;
     let defaults = request_fields(batch);
+    let snapshot = state.decisions.load();
     if items.is_empty() {
         let request = parse_evaluation(defaults)?;
-        let decision = decide_timed(&state.decisions.load(), &request, "evaluation");
-        if let Some(problem) = invalid_request(&decision) {
+        let mut decided = [decide_timed(&snapshot, request, "evaluation")];
+        if let Some(problem) = invalid_request(&decided[0].decision) {
             return Err(problem);
         }
-        return Ok(Json(response(&decision)));
+        audit::record(&state, &caller, "evaluations", &snapshot, &mut decided).await;
+        return Ok(Json(response(&decided[0].decision)));
     }
-    let snapshot = state.decisions.load();
-    let mut results = Vec::with_capacity(items.len());
+    // Decide every item first, record the decisions in one append, then answer: an item is
+    // answered from its decision as recorded (a deny if the log could not keep it).
+    let mut decided = Vec::with_capacity(items.len());
+    let mut answers: Vec<Result<usize, Value>> = Vec::with_capacity(items.len());
     for (idx, item) in items.into_iter().enumerate() {
-        let (allowed, result) = match merge_defaults(&defaults, item) {
+        let allowed = match merge_defaults(&defaults, item) {
             Ok(merged) => match request_from_value(merged) {
                 Ok(request) => {
-                    let decision = decide_timed(&snapshot, &request, "evaluations");
-                    let result = if options.include_context {
-                        response(&decision)
-                    } else {
-                        json!({"decision": decision.is_allowed()})
-                    };
-                    (decision.is_allowed(), result)
+                    let item = decide_timed(&snapshot, request, "evaluations");
+                    let allowed = item.decision.is_allowed();
+                    answers.push(Ok(decided.len()));
+                    decided.push(item);
+                    allowed
                 }
-                Err(err) => (
-                    false,
-                    item_error(idx, &format!("`{}`: {}", err.field, err.reason)),
-                ),
+                Err(err) => {
+                    answers.push(Err(item_error(
+                        idx,
+                        &format!("`{}`: {}", err.field, err.reason),
+                    )));
+                    false
+                }
             },
-            Err(reason) => (false, item_error(idx, &reason)),
+            Err(reason) => {
+                answers.push(Err(item_error(idx, &reason)));
+                false
+            }
         };
-        results.push(result);
         let stop = match options.semantic {
             Semantic::ExecuteAll => false,
             Semantic::DenyOnFirstDeny => !allowed,
@@ -123,6 +133,18 @@ pub(crate) async fn evaluations(
             break;
         }
     }
+    audit::record(&state, &caller, "evaluations", &snapshot, &mut decided).await;
+    let results: Vec<Value> = answers
+        .into_iter()
+        .map(|answer| match answer {
+            Ok(position) => match decided.get(position) {
+                Some(item) if options.include_context => response(&item.decision),
+                Some(item) => json!({"decision": item.decision.is_allowed()}),
+                None => json!({"decision": false}),
+            },
+            Err(error) => error,
+        })
+        .collect();
     Ok(Json(json!({"evaluations": results})))
 }
 
@@ -301,12 +323,12 @@ fn read_request(
 
 pub(crate) fn decide_timed(
     snapshot: &Snapshot,
-    request: &DecisionRequest,
+    request: DecisionRequest,
     endpoint: &'static str,
-) -> Decision {
+) -> Decided {
     let started = Instant::now();
     let decision = snapshot.decide(
-        request,
+        &request,
         &DecideOptions {
             now: now(),
             decision_id: uuid::Uuid::now_v7().to_string(),
@@ -314,10 +336,15 @@ pub(crate) fn decide_timed(
             explain: true,
         },
     );
+    let elapsed = started.elapsed();
     metrics::histogram!("arbiter_decision_seconds", "endpoint" => endpoint)
-        .record(started.elapsed().as_secs_f64());
+        .record(elapsed.as_secs_f64());
     metrics::counter!("arbiter_decisions_total", "outcome" => decision.outcome.as_str(), "endpoint" => endpoint).increment(1);
-    decision
+    Decided {
+        request,
+        decision,
+        latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+    }
 }
 
 /// `POST /access/v1/search/subject`: every subject of the requested type that may do the action.
@@ -326,13 +353,15 @@ pub(crate) async fn search_subject(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_decide(&state, &headers)?;
+    let caller = authorize_decide(&state, &headers)?;
     let (template, subject_type) =
         search_template(read_request(&headers, body, &state)?, Searched::Subject)?;
     let snapshot = state.decisions.load();
-    let results = search_entities(&snapshot, &template, &subject_type, |request, candidate| {
+    let mut decided = search_entities(&snapshot, &template, &subject_type, |request, candidate| {
         request.subject.entity = candidate;
     });
+    audit::record(&state, &caller, "search/subject", &snapshot, &mut decided).await;
+    let results = allowed(&decided, |request| &request.subject.entity);
     Ok(Json(search_response(results)))
 }
 
@@ -342,11 +371,11 @@ pub(crate) async fn search_resource(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_decide(&state, &headers)?;
+    let caller = authorize_decide(&state, &headers)?;
     let (template, resource_type) =
         search_template(read_request(&headers, body, &state)?, Searched::Resource)?;
     let snapshot = state.decisions.load();
-    let results = search_entities(
+    let mut decided = search_entities(
         &snapshot,
         &template,
         &resource_type,
@@ -354,6 +383,8 @@ pub(crate) async fn search_resource(
             request.resource.entity = candidate;
         },
     );
+    audit::record(&state, &caller, "search/resource", &snapshot, &mut decided).await;
+    let results = allowed(&decided, |request| &request.resource.entity);
     Ok(Json(search_response(results)))
 }
 
@@ -364,7 +395,7 @@ pub(crate) async fn search_action(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize_decide(&state, &headers)?;
+    let caller = authorize_decide(&state, &headers)?;
     let (template, _) = search_template(read_request(&headers, body, &state)?, Searched::Action)?;
     let snapshot = state.decisions.load();
     let mut actions: Vec<String> = snapshot
@@ -376,14 +407,20 @@ pub(crate) async fn search_action(
         .collect();
     actions.sort();
     actions.dedup();
-    let mut results = Vec::new();
-    for name in actions {
-        let mut request = template.clone();
-        request.action.name.clone_from(&name);
-        if decide_timed(&snapshot, &request, "search").outcome == Outcome::Allow {
-            results.push(json!({"name": name}));
-        }
-    }
+    let mut decided: Vec<Decided> = actions
+        .into_iter()
+        .map(|name| {
+            let mut request = template.clone();
+            request.action.name = name;
+            decide_timed(&snapshot, request, "search")
+        })
+        .collect();
+    audit::record(&state, &caller, "search/action", &snapshot, &mut decided).await;
+    let results = decided
+        .iter()
+        .filter(|item| item.decision.outcome == Outcome::Allow)
+        .map(|item| json!({"name": item.request.action.name}))
+        .collect();
     Ok(Json(search_response(results)))
 }
 
@@ -462,26 +499,37 @@ fn searched_entity(body: &mut Map<String, Value>, field: &str) -> Result<String,
     Ok(entity_type)
 }
 
-/// Decides the template once per inventory entity of `entity_type`, in id order, and returns
-/// those allowed as `{"type", "id"}`. An unknown type has no candidates: the answer is empty.
+/// Decides the template once per inventory entity of `entity_type`, in id order. An unknown
+/// type has no candidates: the answer is empty.
 fn search_entities(
     snapshot: &Snapshot,
     template: &DecisionRequest,
     entity_type: &str,
     place: impl Fn(&mut DecisionRequest, EntityRef),
-) -> Vec<Value> {
+) -> Vec<Decided> {
     let mut candidates: Vec<EntityRef> =
         snapshot.inventory().entities_of_type(entity_type).collect();
     candidates.sort();
-    let mut results = Vec::new();
-    for candidate in candidates {
-        let mut request = template.clone();
-        place(&mut request, candidate.clone());
-        if decide_timed(snapshot, &request, "search").outcome == Outcome::Allow {
-            results.push(json!({"type": candidate.entity_type, "id": candidate.id}));
-        }
-    }
-    results
+    candidates
+        .into_iter()
+        .map(|candidate| {
+            let mut request = template.clone();
+            place(&mut request, candidate);
+            decide_timed(snapshot, request, "search")
+        })
+        .collect()
+}
+
+/// The searched-for entities of the allowed decisions, as `{"type", "id"}`.
+fn allowed(decided: &[Decided], searched: impl Fn(&DecisionRequest) -> &EntityRef) -> Vec<Value> {
+    decided
+        .iter()
+        .filter(|item| item.decision.outcome == Outcome::Allow)
+        .map(|item| {
+            let entity = searched(&item.request);
+            json!({"type": entity.entity_type, "id": entity.id})
+        })
+        .collect()
 }
 
 /// Search results; `page.next_token` is always a string, empty because there is no next page.

@@ -10,6 +10,7 @@
 //! next decision after a 2xx sees it.
 
 mod admin;
+mod audit;
 mod auth;
 mod authzen;
 mod openapi;
@@ -17,6 +18,7 @@ mod problem;
 mod state;
 mod tls;
 
+pub use audit::Redaction;
 pub use auth::{hash_key, Role, BUILT_IN_POLICIES};
 pub use problem::ApiError;
 pub use state::{AppState, Bootstrap, NewKeys, ServerConfig};
@@ -102,6 +104,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(admin::revoke_key),
         )
         .route("/admin/v1/changes", get(admin::changes))
+        .route("/admin/v1/decisions", get(audit::search))
+        .route("/admin/v1/decisions/{id}", get(audit::get))
+        .route("/admin/v1/decisions/{id}/proof", get(audit::proof))
+        .route("/admin/v1/log/checkpoints", get(audit::checkpoints))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -111,6 +117,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             time_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::after_admin_write,
         ))
         .layer(axum::middleware::from_fn(echo_request_id))
         .with_state(state)
@@ -122,6 +132,9 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    audit::copy_changes(&state)
+        .await
+        .map_err(std::io::Error::other)?;
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -135,6 +148,9 @@ pub async fn serve_tls(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let acceptor = tls.acceptor().map_err(std::io::Error::other)?;
+    audit::copy_changes(&state)
+        .await
+        .map_err(std::io::Error::other)?;
     axum::serve(TlsListener::new(listener, acceptor)?, router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -261,14 +277,21 @@ async fn ready(State(state): State<AppStateRef>, headers: HeaderMap) -> Result<R
         .await
         .unwrap_or(false);
     let snapshot = state.decisions.load();
+    let log_failure = state.log_failure();
+    let ready = store_ok && log_failure.is_none();
     let body = json!({
-        "status": if store_ok { "ready" } else { "not ready" },
+        "status": if ready { "ready" } else { "not ready" },
         "store": store_ok,
+        "decision_log": match (&state.audit, &log_failure) {
+            (None, _) => json!({"enabled": false}),
+            (Some(audit), None) => json!({"enabled": true, "writable": true, "committed": audit.log.health().committed()}),
+            (Some(audit), Some(error)) => json!({"enabled": true, "writable": false, "error": error, "failures": audit.log.health().failures()}),
+        },
         "policy_version": snapshot.policies().version(),
         "policies": snapshot.policies().len(),
         "inventory_version": snapshot.inventory().version(),
     });
-    let status = if store_ok {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -71,6 +71,8 @@ pub struct AppState {
     pub(crate) metrics: PrometheusHandle,
     /// Serialises administration writes: store first, then publish, one at a time.
     pub(crate) writer: std::sync::Mutex<()>,
+    /// The decision log; `None` only when embedding without one (tests of other layers).
+    pub(crate) audit: Option<crate::audit::Audit>,
 }
 
 impl AppState {
@@ -180,9 +182,35 @@ impl AppState {
                 config,
                 metrics,
                 writer: std::sync::Mutex::new(()),
+                audit: None,
             },
             new_keys,
         ))
+    }
+
+    /// Records every decision and governance change in `log` (whose database is at `path`)
+    /// from now on, keeping the request fields `redaction` names only as hashes.
+    pub fn with_log(
+        mut self,
+        log: arbiter_log::DecisionLog,
+        path: std::path::PathBuf,
+        redaction: crate::audit::Redaction,
+    ) -> Result<Self, String> {
+        self.audit = Some(crate::audit::Audit::new(log, path, redaction)?);
+        Ok(self)
+    }
+
+    pub(crate) fn audit_or_404(&self) -> Result<&crate::audit::Audit, ApiError> {
+        self.audit
+            .as_ref()
+            .ok_or_else(|| ApiError::not_found("this server keeps no decision log"))
+    }
+
+    /// The log's health: `None` when it is writable or there is none; otherwise why not.
+    pub(crate) fn log_failure(&self) -> Option<String> {
+        self.audit
+            .as_ref()
+            .and_then(|audit| audit.log.health().failure())
     }
 
     /// Runs one administration write: `change` stores and returns what to publish; the

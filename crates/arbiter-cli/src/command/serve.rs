@@ -4,7 +4,8 @@ use crate::bundle::{BundleArgs, BundleTexts};
 use crate::command::unix_now;
 use anyhow::{anyhow, Context, Result};
 use arbiter_core::InventoryDocument;
-use arbiter_server::{metrics_handle, AppState, Bootstrap, Role, ServerConfig};
+use arbiter_log::{DecisionLog, Durability, LogConfig};
+use arbiter_server::{metrics_handle, AppState, Bootstrap, Redaction, Role, ServerConfig};
 use arbiter_store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,46 @@ pub(crate) struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// When a decision counts as recorded: `durable` answers only after its log entry is on
+    /// disk (group commit); `buffered` answers once it is queued and may lose the entries of one
+    /// commit group (about one fsync's worth) in a crash.
+    #[arg(long, value_enum, default_value_t = LogDurability::Durable)]
+    log_durability: LogDurability,
+    /// The Ed25519 key that signs the decision log's checkpoints; created if missing. Keep it
+    /// off the database's disk in production. Default: `<data-dir>/log-key/ed25519.key`.
+    #[arg(long)]
+    log_key: Option<PathBuf>,
+    /// A request field to keep out of the decision log, as a JSON pointer into the AuthZEN
+    /// request (e.g. `/context/ssn`). Repeatable.
+    #[arg(long = "redact")]
+    redact: Vec<String>,
+    /// A file whose bytes key the HMAC that redacted values are kept as (so equal values can
+    /// still be matched); without it they are dropped.
+    #[arg(long, requires = "redact")]
+    redaction_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogDurability {
+    Durable,
+    Buffered,
+}
+
+/// Where the log and its key live, inside the data folder.
+pub(crate) struct LogPaths {
+    pub(crate) database: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) witness: PathBuf,
+}
+
+impl LogPaths {
+    pub(crate) fn new(data_dir: &std::path::Path, key: Option<PathBuf>) -> Self {
+        Self {
+            database: data_dir.join("decisions.sqlite3"),
+            key: key.unwrap_or_else(|| data_dir.join("log-key").join("ed25519.key")),
+            witness: data_dir.join("checkpoints.jsonl"),
+        }
+    }
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
@@ -116,6 +157,31 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         now,
     )
     .map_err(|err| anyhow!("cannot start: {err}"))?;
+    let paths = LogPaths::new(&args.data_dir, args.log_key.clone());
+    let mut log_config = LogConfig::new(paths.database.clone(), paths.key.clone());
+    log_config.witness_path = Some(paths.witness.clone());
+    log_config.durability = match args.log_durability {
+        LogDurability::Durable => Durability::Durable,
+        LogDurability::Buffered => Durability::Buffered,
+    };
+    let (log, _writer) = DecisionLog::open(log_config).with_context(|| {
+        format!(
+            "cannot open the decision log `{}`",
+            paths.database.display()
+        )
+    })?;
+    let redaction = Redaction {
+        pointers: args.redact.clone(),
+        key: match &args.redaction_key_file {
+            Some(path) => Some(
+                std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?,
+            ),
+            None => None,
+        },
+    };
+    let state = state
+        .with_log(log, paths.database.clone(), redaction)
+        .map_err(|err| anyhow!("cannot start: {err}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,8 +202,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!(
-            "Arbiter is listening on {scheme}://{address} (data in {})",
-            database.display()
+            "Arbiter is listening on {scheme}://{address} (data in {}, decision log in {})",
+            database.display(),
+            paths.database.display()
         );
         for (name, role, key) in &new_keys.keys {
             println!("  new API key `{name}` (role {role}), shown once; keep it: {key}");

@@ -12,6 +12,7 @@
 mod admin;
 mod hostile;
 mod interop;
+mod log;
 mod support;
 mod timeouts;
 mod tls;

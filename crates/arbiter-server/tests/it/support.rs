@@ -17,6 +17,8 @@ pub(crate) struct TestServer {
     pub(crate) client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// The decision log's folder (every test server keeps a durable log).
+    pub(crate) log_dir: Arc<tempfile::TempDir>,
 }
 
 /// What to load.
@@ -113,6 +115,17 @@ impl TestServer {
             .as_secs() as i64;
         let (state, new_keys) =
             AppState::open(store, schema, bootstrap, config, metrics_handle(), now).unwrap();
+        let log_dir = Arc::new(tempfile::tempdir().unwrap());
+        let log_path = log_dir.path().join("decisions.sqlite3");
+        let mut log_config = arbiter_log::LogConfig::new(
+            log_path.clone(),
+            log_dir.path().join("log-key/ed25519.key"),
+        );
+        log_config.witness_path = Some(log_dir.path().join("checkpoints.jsonl"));
+        let (log, _writer) = arbiter_log::DecisionLog::open(log_config).unwrap();
+        let state = state
+            .with_log(log, log_path, arbiter_server::Redaction::default())
+            .unwrap();
         let keys = new_keys
             .keys
             .into_iter()
@@ -134,6 +147,7 @@ impl TestServer {
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
             task: Some(task),
+            log_dir,
         }
     }
 

@@ -1,0 +1,156 @@
+//! The decision log through the server: every decision and change is recorded before it is
+//! answered, searchable, provable, and the whole log verifies.
+
+use crate::support::{Bundle, TestServer};
+use arbiter_log::checkpoint::read_public_key;
+use arbiter_log::{verify, InclusionProof, LogDb, VerifyOptions};
+use arbiter_server::Role;
+use serde_json::Value;
+
+const ALLOW: &str = r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#;
+const APPROVAL: &str = r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.delete_customer"}}"#;
+const DELEGATED: &str = r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"read"},"resource":{"type":"Dataset","id":"help-center"},"context":{"delegation":[{"type":"Human","id":"carol"}]}}"#;
+
+async fn search(server: &TestServer, query: &str) -> Vec<Value> {
+    let (status, _, body) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/decisions?{query}"),
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["entries"].as_array().unwrap().clone()
+}
+
+fn decision_id(answer: &Value) -> String {
+    answer["context"]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_decision_and_change_is_recorded_searchable_and_provable() {
+    let server = TestServer::start(Bundle::demo()).await;
+    let (_, allowed) = server.decide(ALLOW).await;
+    let (_, approval) = server.decide(APPROVAL).await;
+    let (_, delegated) = server.decide(DELEGATED).await;
+    assert_eq!(allowed["decision"], true);
+    assert_eq!(approval["context"]["outcome"], "approval_required");
+
+    // By id: the full entry, request and explanation included.
+    let (status, _, entry) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/decisions/{}", decision_id(&approval)),
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(entry["entry"]["type"], "decision");
+    assert_eq!(entry["entry"]["decision"]["outcome"], "approval_required");
+    assert_eq!(
+        entry["entry"]["request"]["resource"]["id"],
+        "crm.delete_customer"
+    );
+    assert_eq!(entry["entry"]["caller"]["role"], "enforcement_point");
+    assert_eq!(entry["entry"]["owner"]["id"], "alice");
+    assert!(entry["entry"]["decision"]["hops"][0]["explanation"].is_object());
+
+    // A hop of a delegation chain finds the decision it took part in.
+    let as_hop = search(&server, "entity=Human::%22carol%22&kind=decision").await;
+    assert_eq!(as_hop.len(), 1);
+    assert_eq!(
+        as_hop[0]["entry"]["decision"]["id"],
+        decision_id(&delegated)
+    );
+    let approvals = search(&server, "outcome=approval_required").await;
+    assert_eq!(approvals.len(), 1);
+    let by_policy = search(&server, "policy=support-agents-use-crm&kind=decision").await;
+    assert!(by_policy
+        .iter()
+        .any(|found| found["entry"]["decision"]["id"] == decision_id(&allowed)));
+    let (status, _, bad) = server
+        .send(
+            "GET",
+            "/admin/v1/decisions?limit=0",
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400, "{bad}");
+
+    // A batch and a search record one entry per decision.
+    let before = search(&server, "kind=decision&limit=1000").await.len();
+    let batch = format!(r#"{{"evaluations":[{ALLOW},{APPROVAL}]}}"#);
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/access/v1/evaluations",
+            Some(server.key(Role::EnforcementPoint)),
+            Some(batch),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        search(&server, "kind=decision&limit=1000").await.len(),
+        before + 2
+    );
+
+    // A governance change lands in the log as it is made.
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/admin/v1/identities/ai_agent/support-copilot/lifecycle",
+            Some(server.key(Role::Admin)),
+            Some(r#"{"lifecycle":"quarantined","reason":"incident 7"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let changes = search(&server, "kind=change&newest_first=true&limit=1").await;
+    assert_eq!(changes[0]["entry"]["kind"], "identity.lifecycle");
+    assert_eq!(changes[0]["entry"]["reason"], "incident 7");
+
+    // Enforcement points cannot read the log.
+    let (status, _, _) = server
+        .send(
+            "GET",
+            "/admin/v1/decisions",
+            Some(server.key(Role::EnforcementPoint)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    // An inclusion proof checks with the public key alone, and the whole log verifies.
+    let (status, _, proof) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/decisions/{}/proof", decision_id(&allowed)),
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{proof}");
+    let proof: InclusionProof = serde_json::from_value(proof).unwrap();
+    let key = read_public_key(&server.log_dir.path().join("log-key/ed25519.key.pub")).unwrap();
+    proof.check(&key).unwrap();
+    let db = LogDb::open_read_only(&server.log_dir.path().join("decisions.sqlite3")).unwrap();
+    let report = verify(
+        &db,
+        &VerifyOptions {
+            public_key: key,
+            external: Vec::new(),
+            from: 1,
+            to: None,
+            progress: None,
+        },
+    )
+    .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    let (_, _, ready) = server
+        .send("GET", "/ready", Some(server.key(Role::Auditor)), None)
+        .await;
+    assert_eq!(ready["decision_log"]["writable"], true);
+    server.stop().await;
+}
