@@ -401,7 +401,7 @@ pub(crate) async fn get_policy(
     ok(blocking(move || Ok(store.get_policy_version(version)?)).await?)
 }
 
-fn policy_problem(err: arbiter_engine::PolicyError) -> ApiError {
+pub(crate) fn policy_problem(err: arbiter_engine::PolicyError) -> ApiError {
     let errors: Vec<Value> = err
         .errors
         .iter()

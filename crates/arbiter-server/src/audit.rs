@@ -99,10 +99,11 @@ pub(crate) async fn record(
     if decided.is_empty() {
         return;
     }
-    let entries: Vec<Entry> = decided
+    let mut entries: Vec<Entry> = decided
         .iter()
         .map(|item| entry(audit, caller, endpoint, snapshot, item))
         .collect();
+    entries.extend(crate::shadow::differences(state, snapshot, decided));
     if let Err(error) = audit.log.append(&entries).await {
         metrics::counter!("arbiter_decisions_unrecorded_total").increment(decided.len() as u64);
         for item in decided.iter_mut() {

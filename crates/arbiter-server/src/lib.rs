@@ -15,6 +15,7 @@ mod auth;
 mod authzen;
 mod openapi;
 mod problem;
+mod shadow;
 mod state;
 mod tls;
 
@@ -90,6 +91,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/admin/v1/policies/rollback",
             post(admin::rollback_policies),
         )
+        .route(
+            "/admin/v1/policies/shadow",
+            get(shadow::status).delete(shadow::stop),
+        )
+        .route("/admin/v1/policies/{version}/shadow", post(shadow::start))
         .route("/admin/v1/policies/{version}", get(admin::get_policy))
         .route(
             "/admin/v1/policies/{version}/activate",

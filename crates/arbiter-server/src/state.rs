@@ -73,6 +73,8 @@ pub struct AppState {
     pub(crate) writer: std::sync::Mutex<()>,
     /// The decision log; `None` only when embedding without one (tests of other layers).
     pub(crate) audit: Option<crate::audit::Audit>,
+    /// A policy version deciding alongside the active one, never enforced.
+    pub(crate) shadow: arc_swap::ArcSwapOption<crate::shadow::Shadow>,
 }
 
 impl AppState {
@@ -183,6 +185,7 @@ impl AppState {
                 metrics,
                 writer: std::sync::Mutex::new(()),
                 audit: None,
+                shadow: arc_swap::ArcSwapOption::empty(),
             },
             new_keys,
         ))

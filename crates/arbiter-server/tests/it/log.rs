@@ -154,3 +154,73 @@ async fn every_decision_and_change_is_recorded_searchable_and_provable() {
     assert_eq!(ready["decision_log"]["writable"], true);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_version_in_shadow_is_never_enforced_and_its_differences_are_recorded() {
+    let server = TestServer::start(Bundle::demo()).await;
+    let admin = server.key(Role::Admin).to_owned();
+    let (status, _, body) = server
+        .send(
+            "POST",
+            "/admin/v1/policies",
+            Some(&admin),
+            Some(r#"{"sources":[{"name":"lockdown.cedar","text":"forbid(principal, action, resource);"}],"reason":"candidate"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let version = body["version"].as_u64().unwrap();
+    let (status, _, body) = server
+        .send(
+            "POST",
+            &format!("/admin/v1/policies/{version}/shadow"),
+            Some(&admin),
+            Some(r#"{"reason":"what would a lockdown break?"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (_, allowed) = server.decide(ALLOW).await;
+    assert_eq!(
+        allowed["decision"], true,
+        "the shadow version is not enforced"
+    );
+    let (_, denied) = server
+        .decide(r#"{"subject":{"type":"Agent","id":"triage-agent"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#)
+        .await;
+    assert_eq!(denied["decision"], false);
+
+    let differences = search(&server, "kind=notice&outcome=shadow_difference").await;
+    assert_eq!(
+        differences.len(),
+        1,
+        "only the allow differs: {differences:?}"
+    );
+    let detail = &differences[0]["entry"]["detail"];
+    assert_eq!(detail["decision_id"], decision_id(&allowed));
+    assert_eq!(detail["active"]["outcome"], "allow");
+    assert_eq!(detail["shadow"]["outcome"], "deny");
+    assert_eq!(detail["shadow"]["version"], version);
+
+    let (_, _, status_body) = server
+        .send("GET", "/admin/v1/policies/shadow", Some(&admin), None)
+        .await;
+    assert_eq!(status_body["decided"], 2);
+    assert_eq!(status_body["differing"], 1);
+    let (status, _, _) = server
+        .send("DELETE", "/admin/v1/policies/shadow", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = server
+        .send("DELETE", "/admin/v1/policies/shadow", Some(&admin), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, _) = server.decide(ALLOW).await;
+    assert_eq!(
+        search(&server, "kind=notice&outcome=shadow_difference")
+            .await
+            .len(),
+        1,
+        "no shadow once stopped"
+    );
+    server.stop().await;
+}
