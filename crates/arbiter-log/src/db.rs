@@ -61,8 +61,21 @@ CREATE TABLE IF NOT EXISTS latest_checkpoint (
     key_id    TEXT    NOT NULL,
     signature TEXT    NOT NULL
 ) STRICT;
--- Entries are history. The triggers stop mistakes; verification catches everything else.
+-- Retention: entries up to `through` may have their bodies dropped. Their leaves and columns stay,
+-- so the tree still verifies; a `retention` notice in the log itself records each run.
+CREATE TABLE IF NOT EXISTS retention (
+    through INTEGER NOT NULL,
+    at      INTEGER NOT NULL
+) STRICT;
+-- Entries are history. The triggers stop mistakes; verification catches everything else. The
+-- one update allowed is retention's: emptying the body of an entry it covers, nothing else.
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
+WHEN NOT (NEW.body = X'' AND NEW.seq = OLD.seq AND NEW.leaf = OLD.leaf AND NEW.kind = OLD.kind
+      AND NEW.at = OLD.at AND NEW.decision_id = OLD.decision_id AND NEW.principal = OLD.principal
+      AND NEW.owner = OLD.owner AND NEW.outcome = OLD.outcome AND NEW.action = OLD.action
+      AND NEW.resource = OLD.resource AND NEW.policy_version = OLD.policy_version
+      AND NEW.entities = OLD.entities AND NEW.policies = OLD.policies
+      AND OLD.seq <= (SELECT COALESCE(MAX(through), 0) FROM retention))
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
@@ -264,6 +277,53 @@ impl LogDb {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Drops the bodies of entries `from..=through` (retention), keeping their leaves and
+    /// columns, in one transaction. The caller has already logged the `retention` notice.
+    pub fn prune(&mut self, from: u64, through: u64, at: i64) -> Result<u64, LogError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO retention (through, at) VALUES (?1, ?2)",
+            params![through as i64, at],
+        )?;
+        let pruned = tx.execute(
+            "UPDATE entries SET body = X'' WHERE seq BETWEEN ?1 AND ?2 AND body <> X''",
+            params![from as i64, through as i64],
+        )?;
+        tx.commit()?;
+        Ok(pruned as u64)
+    }
+
+    /// The highest seq a `retention` notice in the log allows to be pruned (0 if none). Read
+    /// from the notices themselves, which the tree covers, not from the `retention` table.
+    pub fn pruned_through(&self) -> Result<u64, LogError> {
+        let mut statement = self.conn.prepare(
+            "SELECT body FROM entries WHERE kind = 'notice' AND outcome = 'retention' AND body <> X''",
+        )?;
+        let mut rows = statement.query([])?;
+        let mut through = 0;
+        while let Some(row) = rows.next()? {
+            let body: Vec<u8> = row.get(0)?;
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            if let Some(seq) = value
+                .pointer("/detail/pruned_through")
+                .and_then(serde_json::Value::as_u64)
+            {
+                through = through.max(seq);
+            }
+        }
+        Ok(through)
+    }
+
+    /// The seq of the first entry recorded at or after `at`, if any.
+    pub fn first_at_or_after(&self, at: i64) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .conn
+            .query_row("SELECT MIN(seq) FROM entries WHERE at >= ?1", [at], |row| {
+                row.get::<_, Option<i64>>(0)
+            })?
+            .map(|seq| seq as u64))
     }
 
     /// The newest checkpoint.

@@ -28,7 +28,7 @@ pub use db::LogDb;
 pub use query::{EntryQuery, StoredEntry};
 pub use record::{CallerInfo, ChangeEntry, DecisionEntry, Entry, NoticeEntry};
 pub use verify::{verify, InclusionProof, Problem, VerifyOptions, VerifyReport};
-pub use writer::{DecisionLog, Durability, LogConfig, LogHealth};
+pub use writer::{DecisionLog, Durability, LogConfig, LogHealth, Retention, RetentionReport};
 
 /// What can go wrong with the log.
 #[derive(Debug, thiserror::Error)]

@@ -116,9 +116,24 @@ impl LogDb {
         let mut found = Vec::new();
         while let Some(row) = rows.next()? {
             let row = row_from_sql(row)?;
+            let entry = if row.body.is_empty() {
+                // Retention dropped the body; what the columns hold is all there is.
+                serde_json::json!({
+                    "type": "pruned",
+                    "kind": row.columns.kind,
+                    "at": row.columns.at,
+                    "decision_id": row.columns.decision_id,
+                    "principal": row.columns.principal,
+                    "outcome": row.columns.outcome,
+                    "action": row.columns.action,
+                    "resource": row.columns.resource,
+                })
+            } else {
+                serde_json::from_slice(&row.body)?
+            };
             found.push(StoredEntry {
                 seq: row.seq,
-                entry: serde_json::from_slice(&row.body)?,
+                entry,
             });
         }
         Ok(found)

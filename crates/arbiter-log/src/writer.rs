@@ -108,6 +108,33 @@ struct Job {
     entries: Vec<Prepared>,
     done: Option<oneshot::Sender<Result<u64, LogError>>>,
     decision_ids: Vec<String>,
+    /// A retention run to make after the group commits.
+    retention: Option<(
+        Retention,
+        oneshot::Sender<Result<RetentionReport, LogError>>,
+    )>,
+}
+
+/// What retention keeps: entries younger than `keep_seconds`, and at least the newest
+/// `keep_entries`, whichever keeps more. Older entries lose their bodies; their leaves and
+/// search columns stay, so the log still verifies and still answers "was there a decision".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Retention {
+    /// Keep entries recorded within this many seconds.
+    pub keep_seconds: Option<i64>,
+    /// Keep at least this many newest entries.
+    pub keep_entries: Option<u64>,
+}
+
+/// What a retention run did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RetentionReport {
+    /// Entries up to this seq have no body now (0: none).
+    pub pruned_through: u64,
+    /// Bodies dropped by this run.
+    pub pruned: u64,
+    /// The seq of the `retention` notice that records the run, if one was needed.
+    pub notice_seq: Option<u64>,
 }
 
 /// The handle callers append through. Cheap to clone.
@@ -190,6 +217,7 @@ impl DecisionLog {
                         entries: prepared,
                         done: Some(done),
                         decision_ids,
+                        retention: None,
                     })
                     .await
                     .map_err(|_| LogError::Closed)?;
@@ -204,12 +232,30 @@ impl DecisionLog {
                         entries: prepared,
                         done: None,
                         decision_ids,
+                        retention: None,
                     })
                     .await
                     .map_err(|_| LogError::Closed)?;
                 Ok(None)
             }
         }
+    }
+}
+
+impl DecisionLog {
+    /// Runs retention: records a signed `retention` notice, then drops the bodies it covers.
+    pub async fn retain(&self, retention: Retention) -> Result<RetentionReport, LogError> {
+        let (done, receipt) = oneshot::channel();
+        self.queue
+            .send(Job {
+                entries: Vec::new(),
+                done: None,
+                decision_ids: Vec::new(),
+                retention: Some((retention, done)),
+            })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        receipt.await.map_err(|_| LogError::Closed)?
     }
 }
 
@@ -270,8 +316,74 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(group);
+            let mut retentions = Vec::new();
+            for job in &mut group {
+                retentions.extend(job.retention.take());
+            }
+            group.retain(|job| !job.entries.is_empty() || job.done.is_some());
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+            for (retention, done) in retentions {
+                let _ = done.send(self.retain(retention));
+            }
         }
+    }
+
+    fn retain(&mut self, retention: Retention) -> Result<RetentionReport, LogError> {
+        if self.db.is_none() {
+            let db = LogDb::open(&self.config.path)?;
+            self.frontier = checked_frontier(&db, &self.key)?;
+            self.db = Some(db);
+        }
+        let Some(db) = self.db.as_ref() else {
+            return Err(LogError::Closed);
+        };
+        let size = self.frontier.size();
+        let previous = db.pruned_through()?;
+        let now = unix_now();
+        // The oldest entry that must be kept, by each rule; keep whichever keeps more.
+        let mut first_kept = size + 1;
+        if let Some(keep_seconds) = retention.keep_seconds {
+            first_kept = first_kept.min(
+                db.first_at_or_after(now.saturating_sub(keep_seconds))?
+                    .unwrap_or(size + 1),
+            );
+        }
+        if let Some(keep_entries) = retention.keep_entries {
+            first_kept = first_kept.min(size.saturating_sub(keep_entries) + 1);
+        }
+        let through = first_kept.saturating_sub(1);
+        if through <= previous {
+            return Ok(RetentionReport {
+                pruned_through: previous,
+                pruned: 0,
+                notice_seq: None,
+            });
+        }
+        let notice = Entry::Notice(NoticeEntry {
+            kind: "retention".into(),
+            at: now,
+            message: format!(
+                "retention: entries {} to {through} keep only their hashes and columns",
+                previous + 1
+            ),
+            detail: json!({"pruned_through": through, "previous": previous, "rule": retention}),
+        });
+        let prepared = Prepared {
+            columns: notice.columns(),
+            body: serde_json::to_vec(&notice)?,
+        };
+        let notice_seq = self.commit(vec![prepared])?;
+        let Some(db) = self.db.as_mut() else {
+            return Err(LogError::Closed);
+        };
+        let pruned = db.prune(previous + 1, through, now)?;
+        Ok(RetentionReport {
+            pruned_through: through,
+            pruned,
+            notice_seq: Some(notice_seq),
+        })
     }
 
     fn commit_group(&mut self, group: Vec<Job>) {

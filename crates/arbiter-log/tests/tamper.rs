@@ -378,3 +378,55 @@ fn a_log_that_does_not_match_its_checkpoint_is_not_written_to() {
     let error = DecisionLog::open(config(&fixture)).unwrap_err();
     assert!(error.to_string().contains("latest checkpoint"), "{error}");
 }
+
+#[test]
+fn retention_drops_old_bodies_and_the_log_still_verifies() {
+    let fixture = fixture();
+    write_log(&fixture, 4, 5);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (log, writer) = DecisionLog::open(config(&fixture)).unwrap();
+    let report = runtime
+        .block_on(log.retain(arbiter_log::Retention {
+            keep_seconds: None,
+            keep_entries: Some(5),
+        }))
+        .unwrap();
+    assert_eq!(report.pruned_through, 15);
+    assert_eq!(report.pruned, 15);
+    assert_eq!(report.notice_seq, Some(21));
+    // A second run with the same rule has nothing to do.
+    let again = runtime
+        .block_on(log.retain(arbiter_log::Retention {
+            keep_seconds: None,
+            keep_entries: Some(6),
+        }))
+        .unwrap();
+    assert_eq!(again.pruned, 0);
+    drop(log);
+    writer.join().unwrap();
+
+    let report = check(&fixture);
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.pruned, 15);
+    let db = LogDb::open_read_only(&fixture.db).unwrap();
+    let first = db
+        .search(&arbiter_log::EntryQuery {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(first[0].entry["type"], "pruned");
+
+    // The database refuses to empty a body retention did not cover, even by mistake…
+    let conn = Connection::open(&fixture.db).unwrap();
+    assert!(conn
+        .execute("UPDATE entries SET body = X'' WHERE seq = 18", [])
+        .is_err());
+    // …and verification catches it when the triggers are dropped.
+    attacker(&fixture.db)
+        .execute("UPDATE entries SET body = X'' WHERE seq = 18", [])
+        .unwrap();
+    let report = check(&fixture);
+    assert!(!report.ok());
+    assert_eq!(report.problems[0].seq, Some(18));
+}

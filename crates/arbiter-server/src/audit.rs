@@ -335,6 +335,54 @@ pub(crate) async fn proof(
     ))
 }
 
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionRequest {
+    keep_days: Option<u32>,
+    keep_entries: Option<u64>,
+    reason: String,
+}
+
+/// `POST /admin/v1/log/retention`: drop the bodies of old entries (their hashes and search
+/// columns stay, so the log still verifies); the run is itself a signed entry.
+pub(crate) async fn retention(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    crate::admin::check(&state, &headers, "log.manage")?;
+    let request: RetentionRequest = serde_json::from_value(crate::read_json(body, &state)?)
+        .map_err(|err| ApiError::bad_request("retention", err.to_string()))?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("reason", "retention needs a reason"));
+    }
+    if request.keep_days.is_none() && request.keep_entries.is_none() {
+        return Err(ApiError::bad_request(
+            "keep_days",
+            "give `keep_days`, `keep_entries` or both",
+        ));
+    }
+    let audit = state.audit_or_404()?;
+    let report = audit
+        .log
+        .retain(arbiter_log::Retention {
+            keep_seconds: request.keep_days.map(|days| i64::from(days) * 86_400),
+            keep_entries: request.keep_entries,
+        })
+        .await
+        .map_err(|err| {
+            ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "decision log unavailable",
+                err.to_string(),
+            )
+        })?;
+    tracing::info!(through = report.pruned_through, pruned = report.pruned, reason = %request.reason, "decision log retention");
+    Ok(Json(
+        serde_json::to_value(report).map_err(ApiError::internal)?,
+    ))
+}
+
 /// `GET /admin/v1/log/checkpoints`: every kept signed checkpoint, for a third party to keep.
 pub(crate) async fn checkpoints(
     State(state): State<AppStateRef>,

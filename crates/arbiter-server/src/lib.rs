@@ -114,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/v1/decisions/{id}", get(audit::get))
         .route("/admin/v1/decisions/{id}/proof", get(audit::proof))
         .route("/admin/v1/log/checkpoints", get(audit::checkpoints))
+        .route("/admin/v1/log/retention", post(audit::retention))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(health))
         .route("/ready", get(ready))

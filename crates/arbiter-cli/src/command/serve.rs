@@ -64,6 +64,10 @@ pub(crate) struct ServeArgs {
     /// still be matched); without it they are dropped.
     #[arg(long, requires = "redact")]
     redaction_key_file: Option<PathBuf>,
+    /// Keep whole log entries this many days; older ones keep only their hashes and search
+    /// columns (checked hourly; the log still verifies). Default: keep everything.
+    #[arg(long)]
+    log_keep_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -179,6 +183,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             None => None,
         },
     };
+    let retention_log = log.clone();
     let state = state
         .with_log(log, paths.database.clone(), redaction)
         .map_err(|err| anyhow!("cannot start: {err}"))?;
@@ -200,6 +205,27 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             }),
             _ => None,
         };
+        if let Some(days) = args.log_keep_days {
+            tokio::spawn(async move {
+                let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+                loop {
+                    hourly.tick().await;
+                    let rule = arbiter_log::Retention {
+                        keep_seconds: Some(i64::from(days) * 86_400),
+                        keep_entries: None,
+                    };
+                    match retention_log.retain(rule).await {
+                        Ok(report) if report.pruned > 0 => tracing::info!(
+                            through = report.pruned_through,
+                            pruned = report.pruned,
+                            "decision log retention"
+                        ),
+                        Ok(_) => {}
+                        Err(error) => tracing::error!(%error, "decision log retention failed"),
+                    }
+                }
+            });
+        }
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!(
             "Arbiter is listening on {scheme}://{address} (data in {}, decision log in {})",

@@ -152,6 +152,41 @@ async fn every_decision_and_change_is_recorded_searchable_and_provable() {
         .send("GET", "/ready", Some(server.key(Role::Auditor)), None)
         .await;
     assert_eq!(ready["decision_log"]["writable"], true);
+
+    // Retention is the admin's alone, is itself logged, and leaves a log that verifies.
+    let rule = r#"{"keep_entries":2,"reason":"test retention"}"#;
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/admin/v1/log/retention",
+            Some(server.key(Role::Auditor)),
+            Some(rule.into()),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, pruned) = server
+        .send(
+            "POST",
+            "/admin/v1/log/retention",
+            Some(server.key(Role::Admin)),
+            Some(rule.into()),
+        )
+        .await;
+    assert_eq!(status, 200, "{pruned}");
+    assert!(pruned["pruned"].as_u64().unwrap() > 10);
+    let report = verify(
+        &db,
+        &VerifyOptions {
+            public_key: key,
+            external: Vec::new(),
+            from: 1,
+            to: None,
+            progress: None,
+        },
+    )
+    .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.pruned, pruned["pruned"].as_u64().unwrap());
     server.stop().await;
 }
 
