@@ -16,6 +16,7 @@ mod authzen;
 mod openapi;
 mod problem;
 mod shadow;
+pub mod sinks;
 mod state;
 mod tls;
 

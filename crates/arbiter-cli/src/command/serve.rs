@@ -68,6 +68,10 @@ pub(crate) struct ServeArgs {
     /// columns (checked hourly; the log still verifies). Default: keep everything.
     #[arg(long)]
     log_keep_days: Option<u32>,
+    /// Ship every log entry, once committed, to `stdout`, `file:<path>` or an `http://`
+    /// webhook (at least once, in order, resuming after restarts). Repeatable.
+    #[arg(long = "log-sink")]
+    log_sinks: Vec<arbiter_server::sinks::SinkTarget>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -205,6 +209,13 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             }),
             _ => None,
         };
+        for target in args.log_sinks.clone() {
+            tokio::spawn(arbiter_server::sinks::follow(
+                target,
+                paths.database.clone(),
+                args.data_dir.join("sinks"),
+            ));
+        }
         if let Some(days) = args.log_keep_days {
             tokio::spawn(async move {
                 let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));

@@ -259,3 +259,88 @@ async fn a_version_in_shadow_is_never_enforced_and_its_differences_are_recorded(
     );
     server.stop().await;
 }
+
+/// Waits up to 10 s for `check` to hold.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn sinks_ship_every_committed_entry_and_retry_until_delivered() {
+    use arbiter_server::sinks::{follow, SinkTarget};
+    use std::sync::{Arc, Mutex};
+
+    let server = TestServer::start(Bundle::demo()).await;
+    let log_path = server.log_dir.path().join("decisions.sqlite3");
+    let cursors = server.log_dir.path().join("sinks");
+
+    // A webhook that fails its first delivery: the batch must come again, nothing lost.
+    let received: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let app = {
+        let (received, calls) = (Arc::clone(&received), Arc::clone(&calls));
+        axum::Router::new().route(
+            "/ingest",
+            axum::routing::post(move |axum::Json(batch): axum::Json<Vec<Value>>| {
+                let (received, calls) = (Arc::clone(&received), Arc::clone(&calls));
+                async move {
+                    if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let mut received = received.lock().unwrap();
+                    received.extend(batch.iter().map(|entry| entry["seq"].as_u64().unwrap()));
+                    axum::http::StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/ingest", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let file = server.log_dir.path().join("shipped.jsonl");
+    let sinks = [
+        tokio::spawn(follow(
+            hook.parse::<SinkTarget>().unwrap(),
+            log_path.clone(),
+            cursors.clone(),
+        )),
+        tokio::spawn(follow(
+            SinkTarget::File(file.clone()),
+            log_path.clone(),
+            cursors.clone(),
+        )),
+    ];
+
+    let (_, first) = server.decide(ALLOW).await;
+    let (_, second) = server.decide(APPROVAL).await;
+    let total = LogDb::open_read_only(&log_path).unwrap().len().unwrap();
+    let all_shipped = eventually(|| received.lock().unwrap().len() as u64 >= total).await;
+    assert!(
+        all_shipped,
+        "the webhook got {:?} of {total}",
+        received.lock().unwrap().len()
+    );
+    assert_eq!(
+        *received.lock().unwrap(),
+        (1..=total).collect::<Vec<u64>>(),
+        "in order, no gap, no duplicate after the retry"
+    );
+    assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let in_file = eventually(|| {
+        std::fs::read_to_string(&file)
+            .map(|text| text.contains(&decision_id(&first)) && text.contains(&decision_id(&second)))
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(in_file, "the file sink has both decisions");
+    for sink in sinks {
+        sink.abort();
+    }
+    server.stop().await;
+}
