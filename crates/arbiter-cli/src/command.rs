@@ -10,6 +10,7 @@ pub(crate) mod explain;
 pub(crate) mod identities;
 pub(crate) mod keys;
 pub(crate) mod policies;
+pub(crate) mod replay;
 pub(crate) mod serve;
 
 use arbiter_engine::DecideOptions;

@@ -37,6 +37,8 @@ enum Command {
     Decisions(command::decisions::DecisionsArgs),
     /// Verify the decision log's files against its signed checkpoints; export checkpoints; check proofs.
     Audit(command::audit::AuditArgs),
+    /// Decide logged decisions again on the state they were made on and report any that differ; with candidate policies, what they would change.
+    Replay(command::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Policies(args) => command::policies::run(args),
         Command::Keys(args) => command::keys::run(args),
         Command::Changes(args) => command::changes::run(args),
+        Command::Replay(args) => command::replay::run(args),
         Command::Decisions(args) => command::decisions::run(args),
         Command::Audit(args) => command::audit::run(args),
     };

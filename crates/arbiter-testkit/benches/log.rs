@@ -222,6 +222,17 @@ fn verify_million(
             }))
         })
         .collect();
+    let serialise = Instant::now();
+    let bytes: usize = chunk
+        .iter()
+        .map(|entry| serde_json::to_vec(entry).map_or(0, |body| body.len()))
+        .sum();
+    println!(
+        "serialising an entry: {:.1} µs ({} bytes of JSON on average)",
+        serialise.elapsed().as_secs_f64() * 1e6 / chunk.len().max(1) as f64,
+        bytes / chunk.len().max(1)
+    );
+    let started = Instant::now();
     runtime.block_on(async {
         let mut written = 0;
         while written < size {
