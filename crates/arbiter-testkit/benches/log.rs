@@ -197,7 +197,6 @@ fn verify_million(
     let path = dir.path().join("decisions.sqlite3");
     let key = dir.path().join("key");
     let (log, writer) = DecisionLog::open(LogConfig::new(path.clone(), key.clone()))?;
-    let started = Instant::now();
     let chunk: Vec<Entry> = requests
         .iter()
         .take(10_000)
