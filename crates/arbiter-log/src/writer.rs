@@ -25,8 +25,8 @@ pub enum Durability {
     /// never lost.
     Durable,
     /// As soon as the entry is queued. A crash loses what was queued but not yet committed: at
-    /// most one group, i.e. what arrives during one commit (about one fsync's time). Write
-    /// failures still turn decisions into denials once they are seen.
+    /// most [`LogConfig::queue`] appends plus the group being committed. Write failures still
+    /// turn decisions into denials once they are seen.
     Buffered,
 }
 
@@ -44,6 +44,9 @@ pub struct LogConfig {
     pub durability: Durability,
     /// Most entries per commit.
     pub max_group: usize,
+    /// Most appends waiting for the writer; callers wait (backpressure) beyond it. In buffered
+    /// mode this bounds what a crash can lose.
+    pub queue: usize,
     /// How often a checkpoint is kept (the latest is always rewritten with each commit).
     pub keep_every: Duration,
 }
@@ -57,6 +60,7 @@ impl LogConfig {
             witness_path: None,
             durability: Durability::Durable,
             max_group: 8192,
+            queue: 4096,
             keep_every: Duration::from_secs(1),
         }
     }
@@ -158,7 +162,7 @@ impl DecisionLog {
         let key = LogKey::load_or_create(&config.key_path)?;
         let db = LogDb::open(&config.path)?;
         let frontier = checked_frontier(&db, &key)?;
-        let (queue, jobs) = mpsc::channel(65_536);
+        let (queue, jobs) = mpsc::channel(config.queue.max(1));
         let health = Arc::new(LogHealth::default());
         let writer = Writer {
             db: Some(db),

@@ -383,6 +383,67 @@ pub(crate) async fn retention(
     ))
 }
 
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImpactRequest {
+    since: Option<i64>,
+    until: Option<i64>,
+    examples: Option<usize>,
+}
+
+/// Most changed decision ids an impact answer lists (all are counted).
+const IMPACT_LIST_LIMIT: usize = 1000;
+
+/// `POST /admin/v1/policies/{version}/impact`: what activating a stored version would change,
+/// measured on the recorded decisions (each decided again on the inventory it was made on).
+pub(crate) async fn impact(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path(version): Path<u64>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    crate::admin::check(&state, &headers, "decisions.read")?;
+    let request: ImpactRequest = match body {
+        Ok(bytes) if bytes.is_empty() => ImpactRequest::default(),
+        other => serde_json::from_value(crate::read_json(other, &state)?)
+            .map_err(|err| ApiError::bad_request("impact", err.to_string()))?,
+    };
+    let reader = state.audit_or_404()?.reader()?;
+    let state2 = state.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let options = arbiter_replay::ReplayOptions {
+            schema: state2.schema.as_deref().cloned(),
+            engine: state2.config.engine.clone(),
+            since: request.since,
+            until: request.until,
+            examples: request.examples.unwrap_or(5).min(50),
+            list_limit: 100,
+            group_limit: 20,
+            // One thread: an impact run must not take both cores from live decisions.
+            threads: 1,
+        };
+        arbiter_replay::impact(
+            state2.store.as_ref(),
+            &reader,
+            &arbiter_replay::Candidate::Version(version),
+            &options,
+            None,
+        )
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|err| match err {
+        arbiter_replay::ReplayError::Candidate(error) => crate::admin::policy_problem(error),
+        arbiter_replay::ReplayError::Store(error) => ApiError::from(error),
+        other => ApiError::internal(other),
+    })?;
+    let mut answer = serde_json::to_value(&report).map_err(ApiError::internal)?;
+    if let Some(Value::Array(changed)) = answer.get_mut("changed_decisions") {
+        changed.truncate(IMPACT_LIST_LIMIT);
+    }
+    Ok(Json(answer))
+}
+
 /// `GET /admin/v1/log/checkpoints`: every kept signed checkpoint, for a third party to keep.
 pub(crate) async fn checkpoints(
     State(state): State<AppStateRef>,

@@ -97,6 +97,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(shadow::status).delete(shadow::stop),
         )
         .route("/admin/v1/policies/{version}/shadow", post(shadow::start))
+        .route("/admin/v1/policies/{version}/impact", post(audit::impact))
         .route("/admin/v1/policies/{version}", get(admin::get_policy))
         .route(
             "/admin/v1/policies/{version}/activate",

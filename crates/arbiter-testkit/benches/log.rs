@@ -3,10 +3,11 @@
 //! buffered log); bytes per entry; and the time to verify a log of one million entries.
 //!
 //! Run: `cargo bench -p arbiter-testkit --bench log` (figures go to docs/benchmarks.md).
-//! `ARBITER_BENCH_SECONDS` (default 5) sets each mode's duration, `ARBITER_BENCH_VERIFY`
-//! (default 1000000) the size of the log to verify.
+//! `ARBITER_BENCH_SECONDS` (default 5) sets each mode's duration, `ARBITER_BENCH_TASKS`
+//! (default 256) the concurrent deciders, `ARBITER_BENCH_VERIFY` (default 1000000) the size of
+//! the log to verify, `ARBITER_BENCH_MODES` (e.g. `durable`, default all) which modes run.
 //!
-//! Each mode runs 256 concurrent tasks on a 2-thread tokio runtime, as many enforcement points
+//! Each mode runs concurrent tasks on a 2-thread tokio runtime, as many enforcement points
 //! would: each decides a generated request (with its explanation, as the server does) and, with
 //! a log, waits until its entry is committed (durable) or queued (buffered). Latency is measured
 //! per decision from the start of deciding to the end of waiting.
@@ -26,12 +27,12 @@ use std::time::{Duration, Instant};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-const TASKS: usize = 256;
 const NOW: i64 = 1_767_225_600;
 
 fn main() -> BenchResult<()> {
     let seconds: u64 = env_or("ARBITER_BENCH_SECONDS", 5);
     let verify_size: u64 = env_or("ARBITER_BENCH_VERIFY", 1_000_000);
+    let tasks = env_or("ARBITER_BENCH_TASKS", 256) as usize;
     let workload = generate(&WorkloadConfig {
         seed: 7,
         identities: 10_000,
@@ -65,7 +66,7 @@ fn main() -> BenchResult<()> {
             .collect(),
     );
     println!(
-        "workload: 10k identities, 100 policies; {TASKS} concurrent deciders on 2 runtime threads, {seconds} s per mode\n"
+        "workload: 10k identities, 100 policies; {tasks} concurrent deciders on 2 runtime threads, {seconds} s per mode\n"
     );
     println!(
         "{:<10} {:>12} {:>10} {:>10} {:>10} {:>14}",
@@ -75,7 +76,16 @@ fn main() -> BenchResult<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let only = std::env::var("ARBITER_BENCH_MODES").unwrap_or_default();
     for mode in [None, Some(Durability::Durable), Some(Durability::Buffered)] {
+        let name = match mode {
+            None => "no log",
+            Some(Durability::Durable) => "durable",
+            Some(Durability::Buffered) => "buffered",
+        };
+        if !only.is_empty() && !only.split(',').any(|wanted| wanted == name) {
+            continue;
+        }
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("decisions.sqlite3");
         let log = match mode {
@@ -91,6 +101,7 @@ fn main() -> BenchResult<()> {
             Arc::clone(&snapshot),
             Arc::clone(&requests),
             handle,
+            tasks,
             Duration::from_secs(seconds),
         ));
         let mut entries = 0;
@@ -105,11 +116,7 @@ fn main() -> BenchResult<()> {
             .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
         println!(
             "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>14}",
-            match mode {
-                None => "no log",
-                Some(Durability::Durable) => "durable",
-                Some(Durability::Buffered) => "buffered",
-            },
+            name,
             count as f64 / seconds as f64,
             micros(percentile(&latencies, 0.50)),
             micros(percentile(&latencies, 0.99)),
@@ -126,11 +133,12 @@ async fn run_mode(
     snapshot: Arc<Snapshot>,
     requests: Arc<Vec<DecisionRequest>>,
     log: Option<DecisionLog>,
+    tasks: usize,
     duration: Duration,
 ) -> (usize, Vec<Duration>) {
     let next = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..TASKS)
+    let tasks: Vec<_> = (0..tasks)
         .map(|_| {
             let (snapshot, requests, log) =
                 (Arc::clone(&snapshot), Arc::clone(&requests), log.clone());

@@ -207,7 +207,7 @@ async fn hostile_requests_get_a_4xx_naming_the_problem_and_change_nothing() {
         "x".repeat(2 * 1024 * 1024)
     );
     let (status, _, problem) = server
-        .send("POST", "/access/v1/evaluation", Some(&gateway), Some(huge))
+        .send_alone("POST", "/access/v1/evaluation", Some(&gateway), Some(huge))
         .await;
     sent += 1;
     if status != 413 || problem["status"] != 413 {

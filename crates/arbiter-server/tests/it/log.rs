@@ -344,3 +344,61 @@ async fn sinks_ship_every_committed_entry_and_retry_until_delivered() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn impact_lists_exactly_the_recorded_decisions_a_version_would_change() {
+    let server = TestServer::start(Bundle::demo()).await;
+    let admin = server.key(Role::Admin).to_owned();
+    let (_, allowed) = server.decide(ALLOW).await;
+    let (_, approval) = server.decide(APPROVAL).await;
+    let (_, denied) = server
+        .decide(r#"{"subject":{"type":"Agent","id":"triage-agent"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#)
+        .await;
+    assert_eq!(denied["decision"], false);
+    let (status, _, body) = server
+        .send(
+            "POST",
+            "/admin/v1/policies",
+            Some(&admin),
+            Some(r#"{"sources":[{"name":"lockdown.cedar","text":"forbid(principal, action, resource);"}],"reason":"candidate"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let version = body["version"].as_u64().unwrap();
+    let (status, _, report) = server
+        .send(
+            "POST",
+            &format!("/admin/v1/policies/{version}/impact"),
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    // A blanket forbid changes the allow and the approval, not the deny.
+    assert_eq!(report["total"], 3);
+    assert_eq!(report["changed"], 2);
+    let changed: Vec<&str> = report["changed_decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["decision_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        changed.contains(&decision_id(&allowed).as_str()),
+        "{report}"
+    );
+    assert!(
+        changed.contains(&decision_id(&approval).as_str()),
+        "{report}"
+    );
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/admin/v1/policies/999/impact",
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}

@@ -173,8 +173,36 @@ impl TestServer {
         key: Option<&str>,
         body: Option<String>,
     ) -> (u16, reqwest::header::HeaderMap, Value) {
+        self.send_with(&self.client, method, path, key, body).await
+    }
+
+    /// Like [`send`](Self::send), on a connection of its own: for a request after which the
+    /// server closes the connection (an oversized body is refused unread), so that the shared
+    /// pool never reuses a connection the server is closing.
+    pub(crate) async fn send_alone(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        self.send_with(&client, method, path, key, body).await
+    }
+
+    async fn send_with(
+        &self,
+        client: &reqwest::Client,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = client.request(method, format!("{}{path}", self.base));
         if let Some(key) = key {
             request = request.header("authorization", format!("Bearer {key}"));
         }
