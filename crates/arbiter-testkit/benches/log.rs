@@ -174,10 +174,12 @@ async fn run_mode(
                         }
                     } else {
                         std::hint::black_box(decision);
-                        // Yield as an await on the log would, so tasks interleave alike.
-                        tokio::task::yield_now().await;
                     }
                     mine.push(started.elapsed());
+                    // Every mode yields once per decision, as a request handler waiting on its
+                    // socket would; otherwise a task whose awaits never block (no log,
+                    // buffered) could hold a worker and starve the others.
+                    tokio::task::yield_now().await;
                 }
                 mine
             })
