@@ -72,6 +72,7 @@ pub struct LogHealth {
     failing: AtomicBool,
     last_error: Mutex<Option<String>>,
     committed: AtomicU64,
+    commits: AtomicU64,
     failures: AtomicU64,
 }
 
@@ -91,6 +92,11 @@ impl LogHealth {
     /// Entries committed since start.
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Successful commits (each one fsync) since start.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Failed commits since start.
@@ -501,6 +507,7 @@ impl Writer {
         self.health
             .committed
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
+        self.health.commits.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("arbiter_log_entries_total").increment(rows.len() as u64);
         if keep {
             self.last_kept = Some(Instant::now());

@@ -69,8 +69,8 @@ fn main() -> BenchResult<()> {
         "workload: 10k identities, 100 policies; {tasks} concurrent deciders on 2 runtime threads, {seconds} s per mode\n"
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>14}",
-        "mode", "decisions/s", "p50", "p99", "max", "bytes/entry"
+        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>14} {:>16}",
+        "mode", "decisions/s", "p50", "p99", "max", "bytes/entry", "entries/commit"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -104,9 +104,10 @@ fn main() -> BenchResult<()> {
             tasks,
             Duration::from_secs(seconds),
         ));
-        let mut entries = 0;
+        let (mut entries, mut commits) = (0, 0);
         if let Some((log, writer)) = log {
             entries = log.health().committed();
+            commits = log.health().commits();
             drop(log);
             let _ = writer.join();
         }
@@ -114,14 +115,18 @@ fn main() -> BenchResult<()> {
         let bytes = file_bytes(&path)
             .checked_div(entries)
             .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
+        let per_fsync = entries
+            .checked_div(commits)
+            .map_or_else(|| "-".to_owned(), |group| group.to_string());
         println!(
-            "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>14}",
+            "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>14} {:>16}",
             name,
             count as f64 / seconds as f64,
             micros(percentile(&latencies, 0.50)),
             micros(percentile(&latencies, 0.99)),
             micros(latencies.last().copied().unwrap_or_default()),
-            bytes
+            bytes,
+            per_fsync
         );
     }
     println!();
