@@ -134,7 +134,7 @@ impl LogDb {
         // A commit group of a few thousand entries dirties a few thousand pages; with SQLite's
         // default 2 MB cache it spills them to the WAL mid-transaction and reads them back.
         conn.pragma_update(None, "cache_size", -65_536)?; // KiB: 64 MB
-        // Checkpoint (copy the WAL into the database, fsync it) every 4096 pages (64 MB).
+                                                          // Checkpoint (copy the WAL into the database, fsync it) every 4096 pages (64 MB).
         conn.pragma_update(None, "wal_autocheckpoint", 4_096)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
