@@ -113,6 +113,18 @@ impl Inventory {
         self.entities.get(&uid)?.governance.as_ref()
     }
 
+    /// Whether `entity` is `group` or lies under it, directly or through other groups.
+    pub fn is_in(&self, entity: &EntityRef, group: &EntityRef) -> bool {
+        let (Ok(uid), Ok(group)) = (to_uid(entity), to_uid(group)) else {
+            return false;
+        };
+        uid == group
+            || self
+                .entities
+                .get(&uid)
+                .is_some_and(|stored| stored.entity.ancestors().any(|ancestor| *ancestor == group))
+    }
+
     /// The entity in Cedar's entity JSON format, for display.
     pub fn entity_json(&self, entity: &EntityRef) -> Option<Json> {
         let uid = to_uid(entity).ok()?;

@@ -26,7 +26,7 @@ pub mod writer;
 pub use checkpoint::{Checkpoint, LogKey};
 pub use db::LogDb;
 pub use query::{EntryQuery, StoredEntry};
-pub use record::{CallerInfo, ChangeEntry, DecisionEntry, Entry, NoticeEntry};
+pub use record::{ApprovalNote, CallerInfo, ChangeEntry, DecisionEntry, Entry, NoticeEntry};
 pub use verify::{verify, InclusionProof, Problem, VerifyOptions, VerifyReport};
 pub use writer::{DecisionLog, Durability, LogConfig, LogHealth, Retention, RetentionReport};
 

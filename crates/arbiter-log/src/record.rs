@@ -55,6 +55,36 @@ pub struct DecisionEntry {
     /// JSON pointers into `request` whose values were replaced by keyed hashes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redacted: Vec<String>,
+    /// How a human approval bore on it. `decision` is always the engine's own answer; with a
+    /// grant `used`, the answer given was `allow`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalNote>,
+}
+
+/// An approval a decision asked for or used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalNote {
+    /// The approval request's id.
+    pub id: String,
+    /// `requested`: the answer was `approval_required` and this request waits for a human.
+    /// `used`: a grant of this approval turned `approval_required` into `allow`.
+    pub status: String,
+    /// Who approved (for `used`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
+    /// Uses of the grant left after this one (for `used`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses_left: Option<u32>,
+}
+
+impl DecisionEntry {
+    /// The outcome the caller was given: the engine's, or `allow` when a grant was used.
+    pub fn answered(&self) -> Outcome {
+        match &self.approval {
+            Some(note) if note.status == "used" => Outcome::Allow,
+            _ => self.decision.outcome,
+        }
+    }
 }
 
 /// A governance change, as the store's change feed has it.
@@ -141,7 +171,7 @@ impl Entry {
                         .as_ref()
                         .map(ToString::to_string)
                         .unwrap_or_default(),
-                    outcome: decision.outcome.as_str().into(),
+                    outcome: entry.answered().as_str().into(),
                     action: request_str(&entry.request, "action", "name"),
                     resource: request_entity(&entry.request, "resource"),
                     policy_version: decision.snapshot.policy_version,

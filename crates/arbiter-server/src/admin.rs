@@ -577,6 +577,9 @@ pub(crate) async fn list_keys(State(state): State<AppStateRef>, headers: HeaderM
 struct NewKey {
     name: String,
     role: String,
+    /// For approver keys: the person (a `Human` of the inventory) approvals are made as.
+    #[serde(default)]
+    acts_for: Option<EntityRef>,
 }
 
 pub(crate) async fn create_key(
@@ -596,6 +599,20 @@ pub(crate) async fn create_key(
             ),
         )
     })?;
+    if let Some(person) = &request.acts_for {
+        let is_human = state
+            .decisions
+            .load()
+            .inventory()
+            .governance(person)
+            .is_some_and(|governance| governance.kind == arbiter_core::IdentityKind::Human);
+        if !is_human {
+            return Err(ApiError::bad_request(
+                "acts_for",
+                format!("{person} is not a human of the inventory: only people approve"),
+            ));
+        }
+    }
     let key = generate_key().map_err(ApiError::internal)?;
     let record = ApiKeyRecord {
         id: uuid::Uuid::now_v7().to_string(),
@@ -605,6 +622,7 @@ pub(crate) async fn create_key(
         created_at: now(),
         created_by: caller.principal.id.clone(),
         revoked_at: None,
+        acts_for: request.acts_for.clone(),
     };
     let reason = reason(&headers);
     let state2 = state.clone();
@@ -618,6 +636,7 @@ pub(crate) async fn create_key(
                 id: record.id.clone(),
                 role,
                 name: record.name.clone(),
+                acts_for: record.acts_for.clone(),
             },
         )?;
         Ok(record)

@@ -25,8 +25,11 @@ use std::path::PathBuf;
 /// A decision with what the log needs besides it.
 pub(crate) struct Decided {
     pub(crate) request: DecisionRequest,
+    /// The engine's decision (a log failure turns it into a deny).
     pub(crate) decision: Decision,
     pub(crate) latency_us: u64,
+    /// The approval it asked for or used (see `approvals::settle`).
+    pub(crate) approval: Option<arbiter_log::ApprovalNote>,
 }
 
 /// Which request fields are sensitive and how to keep them.
@@ -108,6 +111,7 @@ pub(crate) async fn record(
         metrics::counter!("arbiter_decisions_unrecorded_total").increment(decided.len() as u64);
         for item in decided.iter_mut() {
             deny_unrecorded(&mut item.decision, &error);
+            item.approval = None;
         }
     }
 }
@@ -142,6 +146,7 @@ fn entry(
         decision,
         latency_us: item.latency_us,
         redacted,
+        approval: item.approval.clone(),
     }))
 }
 

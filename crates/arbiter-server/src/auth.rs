@@ -73,22 +73,24 @@ permit(principal in Role::"operator", action in [
   Action::"identities.read", Action::"identities.write", Action::"lifecycle.write",
   Action::"inventory.read", Action::"inventory.write", Action::"signals.read", Action::"signals.write",
   Action::"policies.read", Action::"policies.write", Action::"policies.activate",
-  Action::"changes.read", Action::"decisions.read", Action::"metrics.read"
+  Action::"changes.read", Action::"decisions.read", Action::"approvals.read", Action::"metrics.read"
 ], resource);
 
-@id("approvers-read-what-they-approve")
+@id("approvers-read-what-they-approve-and-decide")
 permit(principal in Role::"approver", action in [
-  Action::"identities.read", Action::"inventory.read", Action::"signals.read", Action::"policies.read"
+  Action::"identities.read", Action::"inventory.read", Action::"signals.read", Action::"policies.read",
+  Action::"approvals.read", Action::"approvals.decide"
 ], resource);
 
 @id("auditors-read-everything")
 permit(principal in Role::"auditor", action in [
   Action::"identities.read", Action::"inventory.read", Action::"signals.read", Action::"policies.read",
-  Action::"changes.read", Action::"decisions.read", Action::"keys.read", Action::"metrics.read"
+  Action::"changes.read", Action::"decisions.read", Action::"approvals.read", Action::"keys.read",
+  Action::"metrics.read"
 ], resource);
 
-@id("enforcement-points-ask-for-decisions")
-permit(principal in Role::"enforcement_point", action == Action::"decide", resource);
+@id("enforcement-points-ask-for-decisions-and-wait-for-approvals")
+permit(principal in Role::"enforcement_point", action in [Action::"decide", Action::"approvals.read"], resource);
 "#;
 
 /// The caller's id as the built-in policies see it.
@@ -103,6 +105,8 @@ pub(crate) struct KeyInfo {
     pub role: Role,
     /// A label for people.
     pub name: String,
+    /// The person the key approves as, if any.
+    pub acts_for: Option<EntityRef>,
 }
 
 /// The authenticated caller of a request.
@@ -112,6 +116,8 @@ pub(crate) struct Caller {
     pub(crate) role: Option<Role>,
     /// The key's label, for the decision log.
     pub(crate) name: String,
+    /// The person the key acts for (approvals are made in that person's name).
+    pub(crate) acts_for: Option<EntityRef>,
 }
 
 impl Caller {
@@ -195,12 +201,14 @@ pub(crate) fn authorize(
             principal: EntityRef::new("ApiKey", ANONYMOUS),
             role: None,
             name: ANONYMOUS.to_owned(),
+            acts_for: None,
         },
         Some(key) => match keys.get(&hash_key(key)) {
             Some(info) => Caller {
                 principal: EntityRef::new("ApiKey", &info.id),
                 role: Some(info.role),
                 name: info.name.clone(),
+                acts_for: info.acts_for.clone(),
             },
             None => return Err(ApiError::unauthorized()),
         },

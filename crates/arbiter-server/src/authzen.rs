@@ -10,6 +10,7 @@
 //! still parsed strictly. Caller `properties` never override the inventory; that rule lives in
 //! the engine and holds here too.
 
+use crate::approvals;
 use crate::audit::{self, Decided};
 use crate::auth::authorize;
 use crate::problem::ApiError;
@@ -47,15 +48,16 @@ pub(crate) async fn evaluation(
     if let Some(problem) = invalid_request(&decided[0].decision) {
         return Err(problem);
     }
+    approvals::settle(&state, &snapshot, &mut decided).await;
     audit::record(&state, &caller, "evaluation", &snapshot, &mut decided).await;
-    let [Decided { decision, .. }] = decided;
+    let [item] = decided;
     tracing::debug!(
         caller = %caller.principal.id,
-        decision_id = %decision.id,
-        outcome = decision.outcome.as_str(),
+        decision_id = %item.decision.id,
+        outcome = item.decision.outcome.as_str(),
         "decided"
     );
-    Ok(Json(response(&decision)))
+    Ok(Json(approvals::answer(&item, response(&item.decision))))
 }
 
 /// `POST /access/v1/evaluations`
@@ -94,8 +96,10 @@ pub(crate) async fn evaluations(
         if let Some(problem) = invalid_request(&decided[0].decision) {
             return Err(problem);
         }
+        approvals::settle(&state, &snapshot, &mut decided).await;
         audit::record(&state, &caller, "evaluations", &snapshot, &mut decided).await;
-        return Ok(Json(response(&decided[0].decision)));
+        let [item] = decided;
+        return Ok(Json(approvals::answer(&item, response(&item.decision))));
     }
     // Decide every item first, record the decisions in one append, then answer: an item is
     // answered from its decision as recorded (a deny if the log could not keep it).
@@ -133,13 +137,20 @@ pub(crate) async fn evaluations(
             break;
         }
     }
+    approvals::settle(&state, &snapshot, &mut decided).await;
     audit::record(&state, &caller, "evaluations", &snapshot, &mut decided).await;
     let results: Vec<Value> = answers
         .into_iter()
         .map(|answer| match answer {
             Ok(position) => match decided.get(position) {
-                Some(item) if options.include_context => response(&item.decision),
-                Some(item) => json!({"decision": item.decision.is_allowed()}),
+                Some(item) => {
+                    let full = approvals::answer(item, response(&item.decision));
+                    if options.include_context {
+                        full
+                    } else {
+                        json!({"decision": full.get("decision").cloned().unwrap_or(Value::Bool(false))})
+                    }
+                }
                 None => json!({"decision": false}),
             },
             Err(error) => error,
@@ -344,6 +355,7 @@ pub(crate) fn decide_timed(
         request,
         decision,
         latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        approval: None,
     }
 }
 

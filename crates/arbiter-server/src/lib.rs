@@ -10,6 +10,7 @@
 //! next decision after a 2xx sees it.
 
 mod admin;
+mod approvals;
 mod audit;
 mod auth;
 mod authzen;
@@ -116,6 +117,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/v1/decisions/{id}", get(audit::get))
         .route("/admin/v1/decisions/{id}/proof", get(audit::proof))
         .route("/admin/v1/log/checkpoints", get(audit::checkpoints))
+        .route("/admin/v1/approvals", get(approvals::list))
+        .route("/admin/v1/approvals/{id}", get(approvals::get))
+        .route("/admin/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/admin/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/admin/v1/log/retention", post(audit::retention))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(health))

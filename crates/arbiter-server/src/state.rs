@@ -142,6 +142,7 @@ impl AppState {
                 created_at: now,
                 created_by: system.id.clone(),
                 revoked_at: None,
+                acts_for: None,
             };
             store
                 .create_api_key(&record, &system, "minted on start")
@@ -160,6 +161,7 @@ impl AppState {
                             id: record.id,
                             role,
                             name: record.name,
+                            acts_for: record.acts_for,
                         },
                     )
                 })

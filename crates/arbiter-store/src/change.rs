@@ -37,6 +37,14 @@ pub mod change_kind {
     pub const API_KEY_CREATE: &str = "api_key.create";
     /// [`revoke_api_key`](crate::Store::revoke_api_key); detail `{"id", "name", "role"}`.
     pub const API_KEY_REVOKE: &str = "api_key.revoke";
+    /// [`request_approval`](crate::Store::request_approval) created a request; detail
+    /// `{"after": approval}`.
+    pub const APPROVAL_REQUEST: &str = "approval.request";
+    /// [`decide_approval`](crate::Store::decide_approval); detail `{"after": approval}`.
+    pub const APPROVAL_DECIDE: &str = "approval.decide";
+    /// [`use_grant`](crate::Store::use_grant) spent one use of a grant; detail
+    /// `{"after": approval}`.
+    pub const APPROVAL_USE: &str = "approval.use";
 }
 
 /// Detail of a write: the value as written and as it was.

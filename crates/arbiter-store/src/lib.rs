@@ -36,8 +36,8 @@ pub use change::change_kind;
 pub use clock::{Clock, SystemClock};
 pub use error::StoreError;
 pub use model::{
-    Actor, ApiKeyRecord, ChangeEvent, IdentityFilter, Page, PageOf, PolicySourceRecord,
-    PolicyVersion, PolicyVersionSummary, MAX_PAGE_LIMIT,
+    Actor, ApiKeyRecord, ApprovalRecord, ChangeEvent, IdentityFilter, Page, PageOf,
+    PolicySourceRecord, PolicyVersion, PolicyVersionSummary, MAX_PAGE_LIMIT,
 };
 pub use sqlite::SqliteStore;
 
@@ -183,6 +183,46 @@ pub trait Store: Send + Sync {
     /// Revokes a key from now on: [`StoreError::NotFound`] if it does not exist,
     /// [`StoreError::Conflict`] if it is already revoked.
     fn revoke_api_key(&self, id: &str, actor: &Actor, reason: &str) -> Result<u64>;
+
+    // Approvals.
+
+    /// Stores a new approval request, unless a pending, unexpired one with the same digest
+    /// exists: then that one is returned and nothing is written. Returns the request and whether
+    /// it was created.
+    fn request_approval(
+        &self,
+        approval: &ApprovalRecord,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<(ApprovalRecord, bool)>;
+
+    /// The approval `id`, or [`StoreError::NotFound`].
+    fn get_approval(&self, id: &str) -> Result<ApprovalRecord>;
+
+    /// Approvals in `state` (all when `None`), newest first, at most `limit`.
+    fn list_approvals(&self, state: Option<&str>, limit: u32) -> Result<Vec<ApprovalRecord>>;
+
+    /// Approves (with `uses` uses until `grant_expires_at`) or denies a pending request, in the
+    /// name of `approver`. [`StoreError::Conflict`] if it is not pending or has lapsed (at `now`):
+    /// a decided or expired request cannot be revived.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one call states the whole decision"
+    )]
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        uses: u32,
+        grant_expires_at: i64,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<ApprovalRecord>;
+
+    /// Spends one use of a live grant for `digest` at `now`, atomically: of many concurrent
+    /// callers for a one-use grant exactly one gets it. `None` when there is no live grant.
+    fn use_grant(&self, digest: &str, now: i64, actor: &Actor) -> Result<Option<ApprovalRecord>>;
 
     // The change feed.
 

@@ -167,6 +167,37 @@ pub struct ApiKeyRecord {
     pub created_by: String,
     /// When it was revoked; must be `None` when the key is created.
     pub revoked_at: Option<Timestamp>,
+    /// The person an approver key approves as (`Human::"alice"`); approvals need one.
+    pub acts_for: Option<arbiter_core::EntityRef>,
+}
+
+/// An approval request and, once approved, the grant it became.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ApprovalRecord {
+    /// Unique id, e.g. `apr_…`.
+    pub id: String,
+    /// SHA-256 of the canonical request it covers, hex: a grant allows only that request.
+    pub digest: String,
+    /// `pending`, `approved` or `denied`. A pending request past `expires_at` has lapsed.
+    pub state: String,
+    /// The subject of the request, `Type::"id"`.
+    pub principal: String,
+    /// What is asked, why, and who may approve (the server's JSON).
+    pub body: serde_json::Value,
+    /// When it was requested.
+    pub created_at: Timestamp,
+    /// When a pending request lapses.
+    pub expires_at: Timestamp,
+    /// The human who approved or denied it, `Human::"alice"`.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_at: Option<Timestamp>,
+    /// Their reason.
+    pub decision_reason: Option<String>,
+    /// Uses left of the grant.
+    pub uses_left: u32,
+    /// When the grant expires.
+    pub grant_expires_at: Option<Timestamp>,
 }
 
 impl fmt::Debug for ApiKeyRecord {

@@ -5,8 +5,8 @@ use crate::change::{
 };
 use crate::cursor::{self, CursorKey};
 use crate::{
-    validate, Actor, ApiKeyRecord, ChangeEvent, Clock, IdentityFilter, Page, PageOf,
-    PolicySourceRecord, PolicyVersion, PolicyVersionSummary, Result, Store, StoreError,
+    validate, Actor, ApiKeyRecord, ApprovalRecord, ChangeEvent, Clock, IdentityFilter, Page,
+    PageOf, PolicySourceRecord, PolicyVersion, PolicyVersionSummary, Result, Store, StoreError,
     SystemClock,
 };
 use arbiter_core::{
@@ -32,11 +32,18 @@ struct Migration {
 /// Every migration this build knows. INVARIANT: versions are 1, 2, 3… in order, the last one is
 /// [`SqliteStore::SCHEMA_VERSION`], and each matches a file `migrations/sqlite/NNNN_name.sql`
 /// (a test checks all three). Never edit one that has shipped; append a new one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/sqlite/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "approvals",
+        sql: include_str!("../migrations/sqlite/0002_approvals.sql"),
+    },
+];
 
 /// How long a write waits for another connection (another process) to release the database.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -68,7 +75,7 @@ impl fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// The newest schema version this build knows, and migrates every database it opens to.
-    pub const SCHEMA_VERSION: u32 = 1;
+    pub const SCHEMA_VERSION: u32 = 2;
 
     /// Opens the database at `path`, creating the file and its folder if needed, and migrates it.
     /// [`StoreError::SchemaTooNew`] if a newer Arbiter has migrated it further.
@@ -619,7 +626,8 @@ fn active_version(connection: &Connection) -> Result<Option<u64>, Failure> {
 
 // API keys.
 
-const API_KEY_COLUMNS: &str = "id, name, role, key_hash, created_at, created_by, revoked_at";
+const API_KEY_COLUMNS: &str =
+    "id, name, role, key_hash, created_at, created_by, revoked_at, acts_for";
 
 fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
     Ok(ApiKeyRecord {
@@ -630,6 +638,9 @@ fn api_key_row(row: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         created_at: row.get(4)?,
         created_by: row.get(5)?,
         revoked_at: row.get(6)?,
+        acts_for: row
+            .get::<_, Option<String>>(7)?
+            .and_then(|text| serde_json::from_str(&text).ok()),
     })
 }
 
@@ -639,6 +650,39 @@ fn load_api_key(connection: &Connection, id: &str) -> Result<Option<ApiKeyRecord
             &format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = ?1"),
             [id],
             api_key_row,
+        )
+        .optional()?)
+}
+
+// Approvals.
+
+const APPROVAL: &str = "approval";
+const APPROVAL_COLUMNS: &str = "id, digest, state, principal, body, created_at, expires_at, decided_by, decided_at, decision_reason, uses_left, grant_expires_at";
+
+fn approval_row(row: &Row<'_>) -> rusqlite::Result<ApprovalRecord> {
+    let body: String = row.get(4)?;
+    Ok(ApprovalRecord {
+        id: row.get(0)?,
+        digest: row.get(1)?,
+        state: row.get(2)?,
+        principal: row.get(3)?,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        created_at: row.get(5)?,
+        expires_at: row.get(6)?,
+        decided_by: row.get(7)?,
+        decided_at: row.get(8)?,
+        decision_reason: row.get(9)?,
+        uses_left: row.get::<_, i64>(10)?.try_into().unwrap_or(0),
+        grant_expires_at: row.get(11)?,
+    })
+}
+
+fn load_approval(connection: &Connection, id: &str) -> Result<Option<ApprovalRecord>, Failure> {
+    Ok(connection
+        .query_row(
+            &format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1"),
+            [id],
+            approval_row,
         )
         .optional()?)
 }
@@ -1074,8 +1118,20 @@ impl Store for SqliteStore {
                 .into());
             }
             change.transaction.execute(
-                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)"),
-                params![key.id, key.name, key.role, key.key_hash, key.created_at, key.created_by],
+                &format!("INSERT INTO api_keys ({API_KEY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)"),
+                params![
+                    key.id,
+                    key.name,
+                    key.role,
+                    key.key_hash,
+                    key.created_at,
+                    key.created_by,
+                    key.acts_for
+                        .as_ref()
+                        .map(serde_json::to_string)
+                        .transpose()
+                        .map_err(|err| StoreError::invalid("acts_for", err.to_string()))?
+                ],
             )?;
             change.record(
                 change_kind::API_KEY_CREATE,
@@ -1136,6 +1192,172 @@ impl Store for SqliteStore {
                     role: &key.role,
                 },
             )
+        })
+    }
+
+    fn request_approval(
+        &self,
+        approval: &ApprovalRecord,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<(ApprovalRecord, bool)> {
+        self.write(actor, reason, |change| {
+            let pending = change
+                .transaction
+                .query_row(
+                    &format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals
+                         WHERE digest = ?1 AND state = 'pending' AND expires_at > ?2
+                         ORDER BY created_at LIMIT 1"
+                    ),
+                    params![approval.digest, change.now],
+                    approval_row,
+                )
+                .optional()?;
+            if let Some(pending) = pending {
+                return Ok((pending, false));
+            }
+            if load_approval(change.transaction, &approval.id)?.is_some() {
+                return Err(StoreError::conflict(APPROVAL, &approval.id, "already exists").into());
+            }
+            change.transaction.execute(
+                &format!(
+                    "INSERT INTO approvals ({APPROVAL_COLUMNS})
+                     VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, NULL, NULL, NULL, 0, NULL)"
+                ),
+                params![
+                    approval.id,
+                    approval.digest,
+                    approval.principal,
+                    approval.body.to_string(),
+                    approval.created_at,
+                    approval.expires_at
+                ],
+            )?;
+            let stored = load_approval(change.transaction, &approval.id)?
+                .ok_or_else(|| StoreError::not_found(APPROVAL, &approval.id))?;
+            change.record(
+                change_kind::APPROVAL_REQUEST,
+                &approval.id,
+                &CreateDetail { after: &stored },
+            )?;
+            Ok((stored, true))
+        })
+    }
+
+    fn get_approval(&self, id: &str) -> Result<ApprovalRecord> {
+        self.read(|connection| {
+            Ok(
+                load_approval(connection, id)?
+                    .ok_or_else(|| StoreError::not_found(APPROVAL, id))?,
+            )
+        })
+    }
+
+    fn list_approvals(&self, state: Option<&str>, limit: u32) -> Result<Vec<ApprovalRecord>> {
+        self.read(|connection| {
+            let mut statement = connection.prepare(&format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals
+                 WHERE ?1 IS NULL OR state = ?1
+                 ORDER BY created_at DESC, id LIMIT ?2"
+            ))?;
+            let approvals = statement
+                .query_map(params![state, limit], approval_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(approvals)
+        })
+    }
+
+    fn decide_approval(
+        &self,
+        id: &str,
+        approve: bool,
+        approver: &str,
+        uses: u32,
+        grant_expires_at: i64,
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<ApprovalRecord> {
+        self.write(actor, reason, |change| {
+            let current = load_approval(change.transaction, id)?
+                .ok_or_else(|| StoreError::not_found(APPROVAL, id))?;
+            if current.state != "pending" {
+                let why = if current.state == "approved" {
+                    "is already approved; a decided request cannot be revived"
+                } else {
+                    "is already denied; a decided request cannot be revived"
+                };
+                return Err(StoreError::conflict(APPROVAL, id, why).into());
+            }
+            if current.expires_at <= change.now {
+                return Err(StoreError::conflict(
+                    APPROVAL,
+                    id,
+                    "has lapsed; ask again with a new request",
+                )
+                .into());
+            }
+            change.transaction.execute(
+                "UPDATE approvals SET state = ?2, decided_by = ?3, decided_at = ?4,
+                   decision_reason = ?5, uses_left = ?6, grant_expires_at = ?7
+                 WHERE id = ?1",
+                params![
+                    id,
+                    if approve { "approved" } else { "denied" },
+                    approver,
+                    change.now,
+                    reason,
+                    if approve { i64::from(uses) } else { 0 },
+                    if approve {
+                        Some(grant_expires_at)
+                    } else {
+                        None
+                    }
+                ],
+            )?;
+            let stored = load_approval(change.transaction, id)?
+                .ok_or_else(|| StoreError::not_found(APPROVAL, id))?;
+            change.record(
+                change_kind::APPROVAL_DECIDE,
+                id,
+                &CreateDetail { after: &stored },
+            )?;
+            Ok(stored)
+        })
+    }
+
+    fn use_grant(&self, digest: &str, now: i64, actor: &Actor) -> Result<Option<ApprovalRecord>> {
+        self.write(actor, "grant used", |change| {
+            // The store's one connection and IMMEDIATE transactions serialise this: of many
+            // concurrent callers for a one-use grant, exactly one sees `uses_left` > 0.
+            let live = change
+                .transaction
+                .query_row(
+                    &format!(
+                        "SELECT {APPROVAL_COLUMNS} FROM approvals
+                         WHERE digest = ?1 AND state = 'approved' AND uses_left > 0
+                           AND grant_expires_at > ?2
+                         ORDER BY decided_at, id LIMIT 1"
+                    ),
+                    params![digest, now],
+                    approval_row,
+                )
+                .optional()?;
+            let Some(live) = live else {
+                return Ok(None);
+            };
+            change.transaction.execute(
+                "UPDATE approvals SET uses_left = uses_left - 1 WHERE id = ?1",
+                [&live.id],
+            )?;
+            let stored = load_approval(change.transaction, &live.id)?
+                .ok_or_else(|| StoreError::not_found(APPROVAL, &live.id))?;
+            change.record(
+                change_kind::APPROVAL_USE,
+                &live.id,
+                &CreateDetail { after: &stored },
+            )?;
+            Ok(Some(stored))
         })
     }
 

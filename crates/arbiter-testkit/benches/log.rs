@@ -173,6 +173,7 @@ async fn run_mode(
                             latency_us: started.elapsed().as_micros() as u64,
                             decision,
                             redacted: Vec::new(),
+                            approval: None,
                         }));
                         if log.append(&[entry]).await.is_err() {
                             return mine;
@@ -233,6 +234,7 @@ fn verify_million(
                 latency_us: 0,
                 decision,
                 redacted: Vec::new(),
+                approval: None,
             }))
         })
         .collect();

@@ -246,6 +246,7 @@ impl Server {
                 decision,
                 latency_us: 0,
                 redacted: Vec::new(),
+                approval: None,
             })));
             if self.pending.len() >= APPEND {
                 self.flush();

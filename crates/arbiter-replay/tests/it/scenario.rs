@@ -379,6 +379,7 @@ fn entries_that_cannot_be_replayed_are_reported_never_skipped() {
             decision: first.clone(),
             latency_us: 0,
             redacted: Vec::new(),
+            approval: None,
         };
         entry.decision.id = id.to_owned();
         edit(&mut entry);

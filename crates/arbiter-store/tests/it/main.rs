@@ -9,6 +9,7 @@
     reason = "test helpers outside #[test] functions fail loudly by design"
 )]
 
+mod approvals;
 mod sqlite;
 mod story;
 

@@ -336,6 +336,7 @@ fn timestamps_come_from_the_clock() {
         created_at: 42,
         created_by: "bootstrap".to_owned(),
         revoked_at: None,
+        acts_for: None,
     };
     store.create_api_key(&key, &admin(), "c").unwrap();
     clock.set(T0 + 180);
@@ -358,6 +359,7 @@ fn timestamps_come_from_the_clock() {
         stored,
         [ApiKeyRecord {
             revoked_at: Some(T0 + 180),
+            acts_for: None,
             ..key
         }]
     );
@@ -440,6 +442,7 @@ fn api_key_debug_hides_the_hash() {
         created_at: 0,
         created_by: "bootstrap".to_owned(),
         revoked_at: None,
+        acts_for: None,
     };
     let debug = format!("{key:?}");
     assert!(!debug.contains("secret-looking"), "{debug}");

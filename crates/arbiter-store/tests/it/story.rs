@@ -673,6 +673,7 @@ pub(crate) fn store_story(store: &dyn Store) {
         created_at: 1_700_000_123,
         created_by: admin.id.clone(),
         revoked_at: None,
+        acts_for: None,
     };
     let (ci_key, ops_key) = (key("k-ci", "signal_writer"), key("k-ops", "operator"));
     for record in [&ops_key, &ci_key] {
@@ -710,6 +711,7 @@ pub(crate) fn store_story(store: &dyn Store) {
         .create_api_key(
             &ApiKeyRecord {
                 revoked_at: Some(1),
+                acts_for: None,
                 ..key("k-dead", "admin")
             },
             &admin,
@@ -743,6 +745,7 @@ pub(crate) fn store_story(store: &dyn Store) {
         [
             ApiKeyRecord {
                 revoked_at: Some(revoke_at),
+                acts_for: None,
                 ..ci_key.clone()
             },
             ops_key.clone()
