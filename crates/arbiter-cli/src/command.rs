@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod admin;
+pub(crate) mod approvals;
 pub(crate) mod audit;
 pub(crate) mod changes;
 pub(crate) mod check;

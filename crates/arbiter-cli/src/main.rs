@@ -33,6 +33,8 @@ enum Command {
     Keys(command::keys::KeysArgs),
     /// The server's change feed: who changed what, when and why.
     Changes(command::changes::ChangesArgs),
+    /// Approval requests on a server: list, show (and wait), approve, deny.
+    Approvals(command::approvals::ApprovalsArgs),
     /// The decision log on a server: search, show, export, follow, prove.
     Decisions(command::decisions::DecisionsArgs),
     /// Verify the decision log's files against its signed checkpoints; export checkpoints; check proofs.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Changes(args) => command::changes::run(args),
         Command::Replay(args) => command::replay::run(args),
         Command::Decisions(args) => command::decisions::run(args),
+        Command::Approvals(args) => command::approvals::run(args),
         Command::Audit(args) => command::audit::run(args),
     };
     match result {

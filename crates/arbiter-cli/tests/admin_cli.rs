@@ -864,3 +864,88 @@ fn help_never_shows_the_api_key() {
         assert!(help.stdout.contains(option), "{option} missing: {help:#?}");
     }
 }
+
+#[test]
+fn an_approver_acting_for_the_owner_approves_from_the_command_line() {
+    let server = Server::start();
+    let key_of = |run: Run| run.success().json()["key"].as_str().unwrap().to_owned();
+    let gateway = key_of(server.run(&[
+        "keys",
+        "create",
+        "--name",
+        "gw",
+        "--role",
+        "enforcement_point",
+        "--json",
+    ]));
+    let alice = key_of(server.run(&[
+        "keys",
+        "create",
+        "--name",
+        "alice",
+        "--role",
+        "approver",
+        "--acts-for",
+        "alice",
+        "--json",
+    ]));
+    let ask = || -> Value {
+        reqwest::blocking::Client::new()
+            .post(format!("{}/access/v1/evaluation", server.base))
+            .bearer_auth(&gateway)
+            .header("content-type", "application/json")
+            .body(r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.delete_customer"}}"#)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    // The demo's live signal must be fresh for the agent to be allowed at all.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let fresh = reqwest::blocking::Client::new()
+        .put(format!("{}/admin/v1/signals", server.base))
+        .bearer_auth(&server.admin_key)
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"subject":{{"type":"Agent","id":"support-copilot"}},"name":"risk_score","value":10,"source":"test","observed_at":{now},"ttl_seconds":3600}}"#
+        ))
+        .send()
+        .unwrap();
+    assert!(fresh.status().is_success(), "{fresh:?}");
+    let first = ask();
+    assert_eq!(first["context"]["outcome"], "approval_required", "{first}");
+    let id = first["context"]["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let queue = server
+        .run_with_key(Some(&alice), &["approvals", "list"])
+        .success();
+    assert!(
+        queue.rows().iter().any(|row| row.first() == Some(&id)),
+        "{queue:#?}"
+    );
+    let shown = server
+        .run_with_key(
+            Some(&alice),
+            &["approvals", "approve", &id, "--reason", "customer asked"],
+        )
+        .success();
+    assert!(shown.stdout.contains("approved"), "{shown:#?}");
+    assert!(shown.stdout.contains(r#"Human::"alice""#), "{shown:#?}");
+    let second = ask();
+    assert_eq!(second["decision"], true, "{second}");
+    assert_eq!(second["context"]["approval"]["id"], id.as_str());
+    // A key that acts for nobody is told why it cannot approve.
+    let denied = server
+        .run(&["approvals", "deny", &id, "--reason", "late"])
+        .failure(2);
+    assert!(
+        denied.stderr.contains("does not act for a person") || denied.stderr.contains("already"),
+        "{denied:#?}"
+    );
+}

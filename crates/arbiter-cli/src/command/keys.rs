@@ -30,6 +30,10 @@ enum KeysCommand {
         /// admin, operator, approver, auditor or enforcement_point.
         #[arg(long)]
         role: String,
+        /// For approver keys: the person (a human of the inventory, by id) approvals are made
+        /// as. Only a key that acts for a person can approve.
+        #[arg(long, value_name = "HUMAN_ID")]
+        acts_for: Option<String>,
         /// Why, for the change feed.
         #[arg(long, value_parser = parse_reason)]
         reason: Option<Reason>,
@@ -53,8 +57,21 @@ fn dispatch(args: KeysArgs) -> Result<ExitCode> {
     let json = args.connection.json;
     match args.command {
         KeysCommand::List => list(&api, json)?,
-        KeysCommand::Create { name, role, reason } => {
-            create(&api, &name, &role, reason.as_ref(), json)?;
+        KeysCommand::Create {
+            name,
+            role,
+            acts_for,
+            reason,
+        } => {
+            let body = match acts_for {
+                Some(person) => json!({
+                    "name": name,
+                    "role": role,
+                    "acts_for": {"type": "Human", "id": person},
+                }),
+                None => json!({"name": name, "role": role}),
+            };
+            create(&api, &body, reason.as_ref(), json)?;
         }
         KeysCommand::Revoke { id, reason } => {
             let answer = api.delete(api.url(&["keys", &id]), &reason)?;
@@ -104,12 +121,8 @@ fn list(api: &Api, json: bool) -> Result<()> {
     emit(&table.render())
 }
 
-fn create(api: &Api, name: &str, role: &str, reason: Option<&Reason>, json: bool) -> Result<()> {
-    let answer = api.post(
-        api.url(&["keys"]),
-        &json!({"name": name, "role": role}),
-        reason,
-    )?;
+fn create(api: &Api, body: &Value, reason: Option<&Reason>, json: bool) -> Result<()> {
+    let answer = api.post(api.url(&["keys"]), body, reason)?;
     let warning = "warning: this is the only time the key is shown; store it now, \
                    it cannot be shown again";
     if json {
