@@ -307,11 +307,15 @@ impl<'a> StateWalker<'a> {
                 let signal: Signal = image(event, "after")?;
                 self.put_signal(signal);
             }
-            // Policy versions are looked up by number; keys do not touch the inventory.
+            // Policy versions are looked up by number; keys and approvals do not touch the
+            // inventory (a decision that used a grant records the engine's own answer).
             change_kind::POLICY_CREATE
             | change_kind::POLICY_ACTIVATE
             | change_kind::API_KEY_CREATE
-            | change_kind::API_KEY_REVOKE => {}
+            | change_kind::API_KEY_REVOKE
+            | change_kind::APPROVAL_REQUEST
+            | change_kind::APPROVAL_DECIDE
+            | change_kind::APPROVAL_USE => {}
             other => {
                 // A kind this build does not know may change the inventory; guessing would
                 // make every later replay quietly wrong.
