@@ -14,6 +14,7 @@ mod approvals;
 mod hostile;
 mod interop;
 mod log;
+mod race;
 mod support;
 mod timeouts;
 mod tls;
