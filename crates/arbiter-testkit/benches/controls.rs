@@ -445,10 +445,10 @@ struct HttpResult {
 fn measure_http(binary: &str) -> BenchResult<HttpResult> {
     let dir = std::env::temp_dir().join(format!("arbiter-bench-controls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
+    // The server creates the folder, so nothing is left behind when it cannot start.
     let mut server = Command::new(binary)
         .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
+        .arg(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
