@@ -6,7 +6,7 @@
 //! - [`checkpoint`]: signed tree heads and the Ed25519 key that signs them.
 //! - [`db`]: the SQLite file the entries live in.
 //! - [`writer`]: the group-commit writer and the [`DecisionLog`] handle callers append through.
-//! - [`verify`]: full verification, and inclusion proofs for one entry.
+//! - [`verify`](mod@verify): full verification, and inclusion proofs for one entry.
 //! - [`query`]: searching entries.
 //!
 //! Invariants: an entry is never changed or removed once written; entry `n` has seq `n` with no
