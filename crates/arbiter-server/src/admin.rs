@@ -197,6 +197,7 @@ pub(crate) async fn put_identity(
     let state2 = state.clone();
     ok(blocking(move || {
         state2.write(|snapshot| {
+            stays_revoked(snapshot, &identity.entity_ref(), identity.lifecycle)?;
             snapshot
                 .inventory_mut()
                 .upsert_identity(&identity, state2.schema.as_deref())?;
@@ -239,6 +240,25 @@ struct LifecycleChange {
     reason: String,
 }
 
+/// Revocation is permanent: a revoked identity (and so every credential it holds) never acts
+/// again. Checked under the writer lock, against the state the change would replace.
+fn stays_revoked(
+    snapshot: &arbiter_engine::Snapshot,
+    entity: &EntityRef,
+    wanted: Lifecycle,
+) -> Result<(), ApiError> {
+    let revoked = snapshot
+        .inventory()
+        .governance(entity)
+        .is_some_and(|governance| governance.lifecycle == Lifecycle::Revoked);
+    if revoked && wanted != Lifecycle::Revoked {
+        return Err(ApiError::conflict(format!(
+            "{entity} is revoked, and revocation is permanent: create a new identity instead"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) async fn set_lifecycle(
     State(state): State<AppStateRef>,
     headers: HeaderMap,
@@ -258,6 +278,7 @@ pub(crate) async fn set_lifecycle(
     let state2 = state.clone();
     let seq = blocking(move || {
         state2.write(|snapshot| {
+            stays_revoked(snapshot, &entity, change.lifecycle)?;
             snapshot
                 .inventory_mut()
                 .set_lifecycle(&entity, change.lifecycle)?;

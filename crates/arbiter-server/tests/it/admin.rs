@@ -361,3 +361,51 @@ async fn everything_survives_a_restart() {
     server.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn revocation_is_permanent() {
+    let server = TestServer::start(Bundle::demo()).await;
+    let admin = server.key(Role::Admin).to_owned();
+    let revoke =
+        |lifecycle: &str| json!({"lifecycle": lifecycle, "reason": "leaked token"}).to_string();
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/admin/v1/identities/ai_agent/triage-agent/lifecycle",
+            Some(&admin),
+            Some(revoke("revoked")),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for lifecycle in ["active", "quarantined", "suspended"] {
+        let (status, _, problem) = server
+            .send(
+                "POST",
+                "/admin/v1/identities/ai_agent/triage-agent/lifecycle",
+                Some(&admin),
+                Some(revoke(lifecycle)),
+            )
+            .await;
+        assert_eq!(status, 409, "{lifecycle}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("permanent"));
+    }
+    // Nor can a full replacement bring it back.
+    let (status, _, _) = server
+        .send(
+            "PUT",
+            "/admin/v1/identities/ai_agent/triage-agent",
+            Some(&admin),
+            Some(json!({"id": "triage-agent", "kind": "ai_agent", "owner": "alice", "lifecycle": "active"}).to_string()),
+        )
+        .await;
+    assert_eq!(status, 409);
+    let (_, answer) = server
+        .decide(r#"{"subject":{"type":"Agent","id":"triage-agent"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#)
+        .await;
+    assert_eq!(answer["decision"], false);
+    assert!(answer["context"]["reason_admin"]["en"]
+        .as_str()
+        .unwrap()
+        .contains("revoked"));
+    server.stop().await;
+}
