@@ -91,6 +91,27 @@ pub enum GuardViolation {
         /// The holder's state, or `None` when the holder is not in the inventory.
         lifecycle: Option<Lifecycle>,
     },
+    /// The principal's sponsor is contained (suspended, quarantined, revoked, expired) or gone,
+    /// and containment cascades to what it sponsors.
+    SponsorNotActive {
+        /// Who.
+        entity: EntityRef,
+        /// Its sponsor.
+        sponsor: EntityRef,
+        /// The sponsor's state, or `None` when the sponsor is not in the inventory.
+        lifecycle: Option<Lifecycle>,
+    },
+    /// The principal is a non-human identity without an accountable owner who is an active
+    /// human (none named, offboarded, contained or gone), and orphans are denied.
+    Orphaned {
+        /// Who.
+        entity: EntityRef,
+        /// Its owner, if one is named.
+        owner: Option<EntityRef>,
+        /// Why the owner does not count: `none`, `not in the inventory`, `not a human`, or the
+        /// owner's lifecycle.
+        state: String,
+    },
     /// The delegation chain is longer than allowed.
     DelegationTooLong {
         /// Hops in the request, counting the subject.

@@ -408,6 +408,9 @@ impl Snapshot {
                 lifecycle: governance.lifecycle,
             });
         }
+        if let Some(violation) = self.cascade_guard(principal, governance) {
+            return Some(violation);
+        }
         let credential = governance.credential.as_ref()?;
         if let Some(expires_at) = credential.expires_at {
             if expires_at <= now {
@@ -430,6 +433,69 @@ impl Snapshot {
                 holder: from_uid(&credential.holder),
                 lifecycle: holder_lifecycle,
             });
+        }
+        // A credential goes with its holder: what contains the holder (a contained sponsor, a
+        // missing owner) contains the credential too.
+        let holder_governance = self
+            .inventory
+            .get(&credential.holder)
+            .and_then(|holder| holder.governance.as_ref())?;
+        self.cascade_guard(&credential.holder, holder_governance)
+    }
+
+    /// Containment that flows from others: a contained sponsor contains what it sponsors; an
+    /// owner who is not an active human orphans the identity (credentials answer to their
+    /// holder instead, checked after this).
+    fn cascade_guard(
+        &self,
+        principal: &EntityUID,
+        governance: &crate::inventory::Governance,
+    ) -> Option<GuardViolation> {
+        let state_of =
+            |uid: &EntityUID| -> (Option<Lifecycle>, Option<arbiter_core::IdentityKind>) {
+                match self.inventory.get(uid) {
+                    None => (None, None),
+                    Some(stored) => match &stored.governance {
+                        Some(governance) => (Some(governance.lifecycle), Some(governance.kind)),
+                        // A plain Cedar entity carries no governance facts: treated as active.
+                        None => (Some(Lifecycle::Active), None),
+                    },
+                }
+            };
+        if self.config.contain_sponsored {
+            if let Some(sponsor) = &governance.sponsor {
+                let (lifecycle, _) = state_of(sponsor);
+                if lifecycle != Some(Lifecycle::Active) {
+                    return Some(GuardViolation::SponsorNotActive {
+                        entity: from_uid(principal),
+                        sponsor: from_uid(sponsor),
+                        lifecycle,
+                    });
+                }
+            }
+        }
+        let answers_to_owner = governance.kind.is_non_human()
+            && governance.kind != arbiter_core::IdentityKind::Credential;
+        if self.config.orphans == crate::OrphanRule::Deny && answers_to_owner {
+            let state = match &governance.owner {
+                None => Some("none".to_owned()),
+                Some(owner) => match state_of(owner) {
+                    (None, _) => Some("not in the inventory".to_owned()),
+                    (Some(_), Some(kind)) if kind != arbiter_core::IdentityKind::Human => {
+                        Some("not a human".to_owned())
+                    }
+                    (Some(_), None) => Some("not a human".to_owned()),
+                    (Some(Lifecycle::Active), Some(_)) => None,
+                    (Some(lifecycle), Some(_)) => Some(lifecycle.as_str().to_owned()),
+                },
+            };
+            if let Some(state) = state {
+                return Some(GuardViolation::Orphaned {
+                    entity: from_uid(principal),
+                    owner: governance.owner.as_ref().map(from_uid),
+                    state,
+                });
+            }
         }
         None
     }
@@ -987,6 +1053,30 @@ fn guard_reasons(guard: &GuardViolation) -> (String, String) {
                 lifecycle.map_or("not in the inventory", Lifecycle::as_str)
             ),
             "denied: this credential's identity is not active".to_owned(),
+        ),
+        GuardViolation::SponsorNotActive {
+            entity,
+            sponsor,
+            lifecycle,
+        } => (
+            format!(
+                "denied: `{entity}` is sponsored by `{sponsor}`, which is {} (containment cascades to what it sponsors)",
+                lifecycle.map_or("not in the inventory", Lifecycle::as_str)
+            ),
+            "denied: the identity that vouches for this one is not active".to_owned(),
+        ),
+        GuardViolation::Orphaned {
+            entity,
+            owner,
+            state,
+        } => (
+            match owner {
+                Some(owner) => format!(
+                    "denied: `{entity}` is orphaned: its owner `{owner}` is {state}; assign an active human owner"
+                ),
+                None => format!("denied: `{entity}` is orphaned: it has no owner; assign an active human owner"),
+            },
+            "denied: this identity has no accountable owner".to_owned(),
         ),
         GuardViolation::DelegationTooLong { hops, max_hops } => (
             format!("denied: delegation chain has {hops} principals, more than the {max_hops} allowed"),

@@ -33,5 +33,5 @@ pub use policies::{
     REQUIRES_SIGNALS_ANNOTATION,
 };
 pub use schema::Schema;
-pub use snapshot::{EngineConfig, Snapshot, SnapshotCell};
+pub use snapshot::{EngineConfig, OrphanRule, Snapshot, SnapshotCell};
 pub use source_error::SourceError;

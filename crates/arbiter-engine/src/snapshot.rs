@@ -19,6 +19,20 @@ pub struct EngineConfig {
     pub max_slice_entities: usize,
     /// How many nearest-miss permits a deny explains.
     pub nearest_misses: usize,
+    /// Whether containing an identity also contains the identities it sponsors.
+    pub contain_sponsored: bool,
+    /// What happens to a non-human identity whose owner is not an active human.
+    pub orphans: OrphanRule,
+}
+
+/// What to do with an orphaned non-human identity: one whose accountable owner is missing,
+/// offboarded, contained, or not a human.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrphanRule {
+    /// Deny every decision it asks for until it has an owner again (fail closed).
+    Deny,
+    /// Let it act; it is reported as orphaned trust debt.
+    Allow,
 }
 
 impl Default for EngineConfig {
@@ -27,6 +41,8 @@ impl Default for EngineConfig {
             max_delegation_hops: 4,
             max_slice_entities: 4096,
             nearest_misses: 3,
+            contain_sponsored: true,
+            orphans: OrphanRule::Deny,
         }
     }
 }

@@ -29,7 +29,7 @@
 
 use arbiter_core::{DecisionRequest, EntityRef, Lifecycle, Outcome};
 use arbiter_engine::{
-    DecideOptions, EngineConfig, InventoryBuilder, PolicySet, PolicySource, Snapshot, SnapshotCell,
+    DecideOptions, InventoryBuilder, PolicySet, PolicySource, Snapshot, SnapshotCell,
 };
 use arbiter_testkit::{generate, Workload, WorkloadConfig};
 use std::collections::HashSet;
@@ -172,7 +172,7 @@ fn arbiter_snapshot(workload: &Workload) -> BenchResult<Snapshot> {
         policies,
         builder.build(None)?,
         None,
-        EngineConfig::default(),
+        arbiter_testkit::bench_engine_config(),
     ))
 }
 

@@ -20,7 +20,7 @@
 
 use arbiter_core::{DecisionRequest, GuardViolation, Lifecycle, Outcome};
 use arbiter_engine::{
-    DecideOptions, EngineConfig, InventoryBuilder, PolicySet, PolicySource, Snapshot, SnapshotCell,
+    DecideOptions, InventoryBuilder, PolicySet, PolicySource, Snapshot, SnapshotCell,
 };
 use arbiter_testkit::{broad_policy_count, generate, Workload, WorkloadConfig};
 use std::collections::HashSet;
@@ -150,7 +150,7 @@ fn arbiter_snapshot(workload: &Workload) -> BenchResult<Snapshot> {
         policies,
         inventory,
         None,
-        EngineConfig::default(),
+        arbiter_testkit::bench_engine_config(),
     ))
 }
 
@@ -483,7 +483,7 @@ fn load_for_memory(mode: &str) -> BenchResult<Box<dyn std::any::Any>> {
                 policies,
                 inventory,
                 None,
-                EngineConfig::default(),
+                arbiter_testkit::bench_engine_config(),
             ))
         }
         "cedar" => {

@@ -13,9 +13,7 @@
 //! per decision from the start of deciding to the end of waiting.
 
 use arbiter_core::DecisionRequest;
-use arbiter_engine::{
-    DecideOptions, EngineConfig, InventoryBuilder, PolicySet, PolicySource, Snapshot,
-};
+use arbiter_engine::{DecideOptions, InventoryBuilder, PolicySet, PolicySource, Snapshot};
 use arbiter_log::checkpoint::{public_key_path, read_public_key};
 use arbiter_log::{
     verify, DecisionEntry, DecisionLog, Durability, Entry, LogConfig, LogDb, VerifyOptions,
@@ -56,7 +54,7 @@ fn main() -> BenchResult<()> {
         policies,
         builder.build(None)?,
         None,
-        EngineConfig::default(),
+        arbiter_testkit::bench_engine_config(),
     ));
     let requests: Arc<Vec<DecisionRequest>> = Arc::new(
         workload

@@ -29,6 +29,17 @@ use serde_json::{Map, Value};
 
 pub use policies::broad_policy_count;
 
+/// The engine configuration the benchmarks decide with. Generated workloads name departed
+/// owners on purpose (an attribute that fails at runtime, as Cedar must report); the benchmarks
+/// compare policy evaluation with Cedar's, so those identities keep acting instead of being
+/// denied early as orphans.
+pub fn bench_engine_config() -> arbiter_engine::EngineConfig {
+    arbiter_engine::EngineConfig {
+        orphans: arbiter_engine::OrphanRule::Allow,
+        ..arbiter_engine::EngineConfig::default()
+    }
+}
+
 /// How big a workload to generate, and from which seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkloadConfig {

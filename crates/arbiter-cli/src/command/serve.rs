@@ -72,6 +72,19 @@ pub(crate) struct ServeArgs {
     /// webhook (at least once, in order, resuming after restarts). Repeatable.
     #[arg(long = "log-sink")]
     log_sinks: Vec<arbiter_server::sinks::SinkTarget>,
+    /// What happens to a non-human identity whose owner is not an active human: `deny` every
+    /// decision until it has one (the default), or `allow` it (it stays reported as orphaned).
+    #[arg(long, value_enum, default_value_t = Orphans::Deny)]
+    orphans: Orphans,
+    /// Do not contain the identities a contained identity sponsors (by default they are).
+    #[arg(long)]
+    no_sponsor_cascade: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Orphans {
+    Deny,
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -159,6 +172,14 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         bootstrap,
         ServerConfig {
             tls: args.tls_cert.is_some(),
+            engine: arbiter_engine::EngineConfig {
+                orphans: match args.orphans {
+                    Orphans::Deny => arbiter_engine::OrphanRule::Deny,
+                    Orphans::Allow => arbiter_engine::OrphanRule::Allow,
+                },
+                contain_sponsored: !args.no_sponsor_cascade,
+                ..arbiter_engine::EngineConfig::default()
+            },
             ..ServerConfig::default()
         },
         metrics_handle(),

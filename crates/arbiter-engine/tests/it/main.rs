@@ -8,6 +8,7 @@
     reason = "test helpers outside #[test] functions fail loudly by design"
 )]
 
+mod cascade;
 mod decide;
 mod inventory;
 mod loading;

@@ -7,12 +7,21 @@ use arbiter_core::{
     Lifecycle, RequestLimits, Resource, Signal,
 };
 use arbiter_engine::{
-    DecideOptions, EngineConfig, InventoryBuilder, PolicySet, PolicySource, Snapshot,
+    DecideOptions, EngineConfig, InventoryBuilder, OrphanRule, PolicySet, PolicySource, Snapshot,
 };
 use arbiter_replay::{StateError, StateWalker};
 use arbiter_store::{Actor, SqliteStore, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// These histories name owners the store never holds: the walk, not the orphan rule, is what
+/// is tested here, so orphans are allowed.
+fn config() -> EngineConfig {
+    EngineConfig {
+        orphans: OrphanRule::Allow,
+        ..EngineConfig::default()
+    }
+}
 
 const POLICIES: &str = r#"
 @id("h-reads")
@@ -225,7 +234,7 @@ fn the_state_at_every_position_is_what_the_store_held_then() {
 
     // Materialised at every position (the engine's copy changed in place), and only at the end
     // (built once): both must agree with the store and with an inventory built from scratch.
-    let mut every = StateWalker::new(&store, None, EngineConfig::default());
+    let mut every = StateWalker::new(&store, None, config());
     let mut outcomes = std::collections::BTreeSet::new();
     for (seq, document) in &states {
         every.advance_to(*seq).unwrap();
@@ -246,7 +255,7 @@ fn the_state_at_every_position_is_what_the_store_held_then() {
             PolicySet::empty(),
             builder.build(None).unwrap(),
             None,
-            EngineConfig::default(),
+            config(),
         )
         .with_policies(Arc::clone(&policies));
         assert_eq!(answers(&walked), answers(&built), "at {seq}");
@@ -263,7 +272,7 @@ fn the_state_at_every_position_is_what_the_store_held_then() {
     }
 
     let last = *states.keys().last().unwrap();
-    let mut once = StateWalker::new(&store, None, EngineConfig::default());
+    let mut once = StateWalker::new(&store, None, config());
     once.advance_to(last).unwrap();
     let walked = once
         .snapshot()
@@ -294,7 +303,7 @@ fn a_member_named_before_its_group_gets_the_group_s_ancestors() {
     let policies = Arc::new(PolicySet::compile(policy_sources(), None, 1).unwrap());
     // Materialise once `x` names `G` but before `G` and `H` exist, then walk to just after `G`
     // is created with `H` as its parent: `x` must be in `H`.
-    let mut walker = StateWalker::new(&store, None, EngineConfig::default());
+    let mut walker = StateWalker::new(&store, None, config());
     let seqs: Vec<u64> = states.keys().copied().collect();
     walker.advance_to(seqs[3]).unwrap();
     walker.snapshot().unwrap();
