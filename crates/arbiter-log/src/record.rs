@@ -124,7 +124,7 @@ pub struct NoticeEntry {
 
 /// The fields copied out of an entry into indexed columns so that searches need not parse
 /// bodies. They are part of the leaf hash, so editing one is as detectable as editing the body.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Columns {
     /// `decision`, `change` or `notice`.
     pub kind: String,

@@ -222,66 +222,13 @@ pub struct InclusionProof {
     /// The entry's JSON, byte for byte as stored and hashed.
     pub body: String,
     /// Its search columns, as hashed (see `record::leaf_of`).
-    pub columns: ProofColumns,
+    pub columns: Columns,
     /// The leaf hash, hex.
     pub leaf: String,
     /// The audit path, leaf to root, hex.
     pub path: Vec<String>,
     /// The checkpoint the path leads to.
     pub checkpoint: Checkpoint,
-}
-
-/// [`Columns`] in a serialisable form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[allow(missing_docs, reason = "mirrors Columns field for field")]
-pub struct ProofColumns {
-    pub kind: String,
-    pub at: i64,
-    pub decision_id: String,
-    pub principal: String,
-    pub owner: String,
-    pub outcome: String,
-    pub action: String,
-    pub resource: String,
-    pub policy_version: u64,
-    pub entities: Vec<String>,
-    pub policies: Vec<String>,
-}
-
-impl From<&Columns> for ProofColumns {
-    fn from(columns: &Columns) -> Self {
-        Self {
-            kind: columns.kind.clone(),
-            at: columns.at,
-            decision_id: columns.decision_id.clone(),
-            principal: columns.principal.clone(),
-            owner: columns.owner.clone(),
-            outcome: columns.outcome.clone(),
-            action: columns.action.clone(),
-            resource: columns.resource.clone(),
-            policy_version: columns.policy_version,
-            entities: columns.entities.clone(),
-            policies: columns.policies.clone(),
-        }
-    }
-}
-
-impl From<&ProofColumns> for Columns {
-    fn from(columns: &ProofColumns) -> Self {
-        Self {
-            kind: columns.kind.clone(),
-            at: columns.at,
-            decision_id: columns.decision_id.clone(),
-            principal: columns.principal.clone(),
-            owner: columns.owner.clone(),
-            outcome: columns.outcome.clone(),
-            action: columns.action.clone(),
-            resource: columns.resource.clone(),
-            policy_version: columns.policy_version,
-            entities: columns.entities.clone(),
-            policies: columns.policies.clone(),
-        }
-    }
 }
 
 /// Builds the inclusion proof of the entry recording decision `decision_id` (or at `seq`),
@@ -306,7 +253,7 @@ pub fn prove(db: &LogDb, seq: u64) -> Result<InclusionProof, LogError> {
         seq,
         body: String::from_utf8(row.body.clone())
             .map_err(|_| LogError::Corrupt(format!("entry {seq} is not UTF-8")))?,
-        columns: ProofColumns::from(&row.columns),
+        columns: row.columns.clone(),
         leaf: hex::encode(row.computed_leaf()),
         path: path.iter().map(hex::encode).collect(),
         checkpoint,
@@ -320,11 +267,7 @@ impl InclusionProof {
         if !self.checkpoint.verify(key) {
             return Err("the checkpoint's signature does not verify with this key".into());
         }
-        let leaf = leaf_of(
-            self.seq,
-            &Columns::from(&self.columns),
-            self.body.as_bytes(),
-        );
+        let leaf = leaf_of(self.seq, &self.columns, self.body.as_bytes());
         if hex::encode(leaf) != self.leaf {
             return Err("the entry does not hash to the proof's leaf".into());
         }
