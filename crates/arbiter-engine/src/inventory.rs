@@ -311,7 +311,9 @@ impl Inventory {
         let entity =
             Entity::new_with_attr_partial_value(uid.clone(), attrs, indirect, parents, tags);
         self.insert(entity, governance);
-        let hierarchy_changed = old_ancestors.is_some_and(|old| old != ancestors);
+        // A new entity that members already name as a parent changes their closures too: they
+        // gain its ancestors.
+        let hierarchy_changed = old_ancestors.map_or(!ancestors.is_empty(), |old| old != ancestors);
         if hierarchy_changed && self.parents_in_use.contains(&uid) {
             self.repair_descendants_of(&uid)?;
         }

@@ -74,6 +74,33 @@ fn re_parenting_a_group_repairs_its_members_ancestors() {
 }
 
 #[test]
+fn a_group_created_after_its_members_passes_its_ancestors_to_them() {
+    let mut snapshot = world();
+    let deploy = request("Agent:early-bot", "deploy", "Service:staging", "");
+    // The member names `late-team` before the group exists…
+    snapshot
+        .inventory_mut()
+        .upsert_identity(&agent("early-bot", &["late-team"]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Deny);
+    // …then the group arrives, inside `ci`: the member is in `ci` from the next decision on,
+    // as it would be after a restart.
+    snapshot
+        .inventory_mut()
+        .upsert_group(
+            &Group {
+                group_type: "Group".into(),
+                id: "late-team".into(),
+                parents: vec![EntityRef::new("Group", "ci")],
+                attributes: Default::default(),
+            },
+            None,
+        )
+        .unwrap();
+    assert_eq!(decide(&snapshot, &deploy).outcome, Outcome::Allow);
+}
+
+#[test]
 fn a_cycle_is_refused_and_leaves_the_inventory_unchanged() {
     let mut snapshot = world();
     let group = |id: &str, parent: &str| Group {
