@@ -227,7 +227,8 @@ impl Inventory {
         }
         self.entities.remove(&uid);
         self.parents_in_use.remove(&uid);
-        self.signals.remove(&uid);
+        // Signals about it are kept, as the store keeps them: an identity deleted and created
+        // again sees the same live signals now as after a restart.
         self.version += 1;
         Ok(())
     }

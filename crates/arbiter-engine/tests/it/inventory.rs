@@ -140,3 +140,19 @@ fn resource_labels_update_in_place() {
         .unwrap();
     assert_eq!(decide(&snapshot, &delete).outcome, Outcome::Deny);
 }
+
+#[test]
+fn signals_outlive_a_deleted_identity_as_they_do_in_the_store() {
+    let mut snapshot = world();
+    let read = request("Agent:calm-bot", "read", "Dataset:wiki", "");
+    assert_eq!(decide(&snapshot, &read).outcome, Outcome::Allow);
+    let calm = EntityRef::new("Agent", "calm-bot");
+    snapshot.inventory_mut().remove(&calm).unwrap();
+    assert_eq!(decide(&snapshot, &read).outcome, Outcome::Deny);
+    // Created again, it reads its live risk score as a restarted server would.
+    snapshot
+        .inventory_mut()
+        .upsert_identity(&agent("calm-bot", &[]), None)
+        .unwrap();
+    assert_eq!(decide(&snapshot, &read).outcome, Outcome::Allow);
+}
