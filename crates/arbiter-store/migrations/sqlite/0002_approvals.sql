@@ -23,4 +23,5 @@ CREATE TABLE approvals (
 ) STRICT;
 
 CREATE INDEX approvals_by_state ON approvals (state, created_at);
-CREATE INDEX approvals_by_digest ON approvals (digest, state);
+-- Serves both the pending lookup (ordered by creation) and the grant lookup by digest.
+CREATE INDEX approvals_by_digest ON approvals (digest, state, created_at);
