@@ -385,6 +385,29 @@ pub(crate) async fn put_signal(
         state2.write(|snapshot| {
             snapshot.inventory_mut().set_signal(signal.clone())?;
             state2.store.put_signal(&signal, &caller.actor(), &reason)?;
+            // A rule may turn the signal into a control on its subject, in the same write, so
+            // the next decision sees both.
+            let active = snapshot
+                .inventory()
+                .governance(&signal.subject)
+                .is_some_and(|governance| governance.lifecycle == Lifecycle::Active);
+            let fired = state2
+                .config
+                .signal_rules
+                .iter()
+                .find_map(|rule| rule.fires(&signal).map(|lifecycle| (rule, lifecycle)));
+            if let (true, Some((rule, lifecycle))) = (active, fired) {
+                snapshot
+                    .inventory_mut()
+                    .set_lifecycle(&signal.subject, lifecycle)?;
+                state2.store.set_lifecycle(
+                    &signal.subject,
+                    lifecycle,
+                    &arbiter_store::Actor::new("signal-rules", "system"),
+                    &rule.reason(&signal),
+                )?;
+                tracing::warn!(subject = %signal.subject, lifecycle = lifecycle.as_str(), "a signal rule contained an identity");
+            }
             Ok(signal)
         })
     })

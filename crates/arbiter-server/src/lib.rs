@@ -17,6 +17,7 @@ mod authzen;
 mod openapi;
 mod problem;
 mod shadow;
+pub mod signal_rules;
 pub mod sinks;
 mod state;
 mod tls;

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// Longest a request may take, body upload included. A decision request that runs out of
     /// time is answered with a deny (never a 5xx a proxy might fail open on); others with a 503.
     pub request_timeout: std::time::Duration,
+    /// Rules that turn a reported signal into a control on its subject.
+    pub signal_rules: Vec<crate::signal_rules::SignalRule>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             tls: false,
             request_timeout: std::time::Duration::from_secs(10),
+            signal_rules: Vec::new(),
         }
     }
 }

@@ -79,6 +79,11 @@ pub(crate) struct ServeArgs {
     /// Do not contain the identities a contained identity sponsors (by default they are).
     #[arg(long)]
     no_sponsor_cascade: bool,
+    /// Turn a reported signal into a control on its subject, e.g.
+    /// `anomaly_score >= 80 => quarantined` (or `=> suspended`). Repeatable; the first rule that
+    /// matches applies, and the change records the signal that triggered it.
+    #[arg(long = "signal-rule")]
+    signal_rules: Vec<arbiter_server::signal_rules::SignalRule>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -172,6 +177,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
         bootstrap,
         ServerConfig {
             tls: args.tls_cert.is_some(),
+            signal_rules: args.signal_rules.clone(),
             engine: arbiter_engine::EngineConfig {
                 orphans: match args.orphans {
                     Orphans::Deny => arbiter_engine::OrphanRule::Deny,

@@ -409,3 +409,86 @@ async fn revocation_is_permanent() {
         .contains("revoked"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_signal_rule_quarantines_the_subject_and_records_the_signal_that_did_it() {
+    let config = arbiter_server::ServerConfig {
+        signal_rules: vec!["anomaly_score >= 80 => quarantined".parse().unwrap()],
+        ..arbiter_server::ServerConfig::default()
+    };
+    let server = TestServer::start_configured(Bundle::demo(), config).await;
+    let admin = server.key(Role::Admin).to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let report = |score: i64| {
+        json!({
+            "subject": {"type": "Agent", "id": "support-copilot"},
+            "name": "anomaly_score",
+            "value": score,
+            "source": "ueba",
+            "observed_at": now,
+            "ttl_seconds": 600
+        })
+        .to_string()
+    };
+    let ask = r#"{"subject":{"type":"Agent","id":"support-copilot"},"action":{"name":"call_tool"},"resource":{"type":"Tool","id":"crm.lookup_customer"}}"#;
+    let lifecycle =
+        |body: &serde_json::Value| body["lifecycle"].as_str().unwrap_or("active").to_owned();
+
+    let (status, _, _) = server
+        .send("PUT", "/admin/v1/signals", Some(&admin), Some(report(50)))
+        .await;
+    assert_eq!(status, 200);
+    let (_, _, agent) = server
+        .send(
+            "GET",
+            "/admin/v1/identities/ai_agent/support-copilot",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(lifecycle(&agent), "active");
+    assert_eq!(server.decide(ask).await.1["decision"], true);
+
+    let (status, _, _) = server
+        .send("PUT", "/admin/v1/signals", Some(&admin), Some(report(92)))
+        .await;
+    assert_eq!(status, 200);
+    let (_, _, agent) = server
+        .send(
+            "GET",
+            "/admin/v1/identities/ai_agent/support-copilot",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(lifecycle(&agent), "quarantined");
+    let (_, denied) = server.decide(ask).await;
+    assert_eq!(denied["decision"], false);
+    assert!(denied["context"]["reason_admin"]["en"]
+        .as_str()
+        .unwrap()
+        .contains("quarantined"));
+
+    let (_, _, changes) = server
+        .send(
+            "GET",
+            "/admin/v1/changes?since=0&limit=1000",
+            Some(&admin),
+            None,
+        )
+        .await;
+    let last = changes.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["kind"], "identity.lifecycle");
+    assert_eq!(last["actor"]["id"], "signal-rules");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("anomaly_score` = 92"),
+        "{last}"
+    );
+    server.stop().await;
+}
