@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS latest_checkpoint (
     key_id    TEXT    NOT NULL,
     signature TEXT    NOT NULL
 ) STRICT;
--- Retention: entries up to `through` may have their bodies dropped. Their leaves and columns stay,
+-- Retention: decisions up to `through` may have their bodies dropped. Their leaves and columns stay,
 -- so the tree still verifies; a `retention` notice in the log itself records each run.
 CREATE TABLE IF NOT EXISTS retention (
     through INTEGER NOT NULL,
@@ -75,7 +75,7 @@ WHEN NOT (NEW.body = X'' AND NEW.seq = OLD.seq AND NEW.leaf = OLD.leaf AND NEW.k
       AND NEW.owner = OLD.owner AND NEW.outcome = OLD.outcome AND NEW.action = OLD.action
       AND NEW.resource = OLD.resource AND NEW.policy_version = OLD.policy_version
       AND NEW.entities = OLD.entities AND NEW.policies = OLD.policies
-      AND OLD.seq <= (SELECT COALESCE(MAX(through), 0) FROM retention))
+      AND OLD.kind = 'decision' AND OLD.seq <= (SELECT COALESCE(MAX(through), 0) FROM retention))
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
@@ -287,8 +287,11 @@ impl LogDb {
         Ok(())
     }
 
-    /// Drops the bodies of entries `from..=through` (retention), keeping their leaves and
-    /// columns, in one transaction. The caller has already logged the `retention` notice.
+    /// Drops the bodies of the decisions among entries `from..=through` (retention), keeping
+    /// their leaves and columns, in one transaction. Governance changes and the log's notices
+    /// stay whole: they are few, they are the record of who changed what, and the server reads
+    /// the last copied change's position back from its body. The caller has already logged the
+    /// `retention` notice.
     pub fn prune(&mut self, from: u64, through: u64, at: i64) -> Result<u64, LogError> {
         let tx = self.conn.transaction()?;
         tx.execute(
@@ -296,7 +299,8 @@ impl LogDb {
             params![through as i64, at],
         )?;
         let pruned = tx.execute(
-            "UPDATE entries SET body = X'' WHERE seq BETWEEN ?1 AND ?2 AND body <> X''",
+            "UPDATE entries SET body = X''
+             WHERE seq BETWEEN ?1 AND ?2 AND kind = 'decision' AND body <> X''",
             params![from as i64, through as i64],
         )?;
         tx.commit()?;

@@ -199,14 +199,6 @@ impl Entry {
             },
         }
     }
-
-    /// The decision's outcome, for decision entries.
-    pub fn outcome(&self) -> Option<Outcome> {
-        match self {
-            Entry::Decision(entry) => Some(entry.decision.outcome),
-            _ => None,
-        }
-    }
 }
 
 fn request_str(request: &Value, object: &str, field: &str) -> String {

@@ -143,7 +143,7 @@ pub fn verify(db: &LogDb, options: &VerifyOptions<'_>) -> Result<VerifyReport, L
             }
         }
         let stored: Option<Hash> = row.leaf.clone().try_into().ok();
-        let leaf = if row.body.is_empty() && row.seq <= pruned_through {
+        let leaf = if row.body.is_empty() && row.columns.kind == "decision" && row.seq <= pruned_through {
             // Pruned by a retention run the log records: only the leaf is left to check,
             // and the checkpoints still bind it.
             report.pruned += 1;
@@ -231,8 +231,7 @@ pub struct InclusionProof {
     pub checkpoint: Checkpoint,
 }
 
-/// Builds the inclusion proof of the entry recording decision `decision_id` (or at `seq`),
-/// against the latest checkpoint.
+/// Builds the inclusion proof of the entry at `seq` against the latest checkpoint.
 pub fn prove(db: &LogDb, seq: u64) -> Result<InclusionProof, LogError> {
     let checkpoint = db
         .latest_checkpoint()?

@@ -126,8 +126,9 @@ struct Job {
 }
 
 /// What retention keeps: entries younger than `keep_seconds`, and at least the newest
-/// `keep_entries`, whichever keeps more. Older entries lose their bodies; their leaves and
+/// `keep_entries`, whichever keeps more. Older decisions lose their bodies; their leaves and
 /// search columns stay, so the log still verifies and still answers "was there a decision".
+/// Governance changes and notices are kept whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Retention {
     /// Keep entries recorded within this many seconds.
@@ -196,11 +197,6 @@ impl DecisionLog {
     /// The writer's health.
     pub fn health(&self) -> &LogHealth {
         &self.health
-    }
-
-    /// The durability this log was opened with.
-    pub fn durability(&self) -> Durability {
-        self.durability
     }
 
     /// Appends entries, consecutively. Durable: returns the first entry's seq once all are on
@@ -375,7 +371,7 @@ impl Writer {
             kind: "retention".into(),
             at: now,
             message: format!(
-                "retention: entries {} to {through} keep only their hashes and columns",
+                "retention: decisions {} to {through} keep only their hashes and columns",
                 previous + 1
             ),
             detail: json!({"pruned_through": through, "previous": previous, "rule": retention}),

@@ -54,14 +54,38 @@ fn notice(n: usize) -> Entry {
     })
 }
 
-/// Writes `groups` commits of `per_group` entries each.
+/// A decision entry, as the server records one.
+fn decision(n: usize) -> Entry {
+    Entry::Decision(Box::new(
+        serde_json::from_value(json!({
+            "endpoint": "evaluation",
+            "request": {"subject": {"type": "Agent", "id": format!("a{n}")}, "action": {"name": "read"},
+                        "resource": {"type": "Dataset", "id": "d"}, "context": {}},
+            "decision": {
+                "id": format!("d{n}"), "outcome": "allow", "determining": [],
+                "reason_admin": "allowed", "reason_user": "allowed", "hops": [],
+                "context": {}, "decided_at": 1_700_000_000 + n as i64,
+                "snapshot": {"policy_version": 1, "policy_digest": "x", "inventory_version": 1}
+            },
+            "latency_us": 10
+        }))
+        .unwrap(),
+    ))
+}
+
+/// Writes `groups` commits of `per_group` notices each.
 fn write_log(fixture: &Fixture, groups: usize, per_group: usize) {
+    write_entries(fixture, groups, per_group, notice);
+}
+
+/// Writes `groups` commits of `per_group` entries each, made by `make`.
+fn write_entries(fixture: &Fixture, groups: usize, per_group: usize, make: fn(usize) -> Entry) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (log, writer) = DecisionLog::open(config(fixture)).unwrap();
     runtime.block_on(async {
         for group in 0..groups {
             let entries: Vec<Entry> = (0..per_group)
-                .map(|i| notice(group * per_group + i))
+                .map(|i| make(group * per_group + i))
                 .collect();
             log.append(&entries).await.unwrap();
         }
@@ -382,7 +406,7 @@ fn a_log_that_does_not_match_its_checkpoint_is_not_written_to() {
 #[test]
 fn retention_drops_old_bodies_and_the_log_still_verifies() {
     let fixture = fixture();
-    write_log(&fixture, 4, 5);
+    write_entries(&fixture, 4, 5, decision);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (log, writer) = DecisionLog::open(config(&fixture)).unwrap();
     let report = runtime

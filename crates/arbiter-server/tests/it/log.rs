@@ -154,6 +154,9 @@ async fn every_decision_and_change_is_recorded_searchable_and_provable() {
     assert_eq!(ready["decision_log"]["writable"], true);
 
     // Retention is the admin's alone, is itself logged, and leaves a log that verifies.
+    for _ in 0..10 {
+        server.decide(ALLOW).await;
+    }
     let rule = r#"{"keep_entries":2,"reason":"test retention"}"#;
     let (status, _, _) = server
         .send(
@@ -187,6 +190,9 @@ async fn every_decision_and_change_is_recorded_searchable_and_provable() {
     .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.pruned, pruned["pruned"].as_u64().unwrap());
+    // Governance changes keep their bodies: they are the record of who changed what.
+    let oldest_change = search(&server, "kind=change&limit=1").await;
+    assert_eq!(oldest_change[0]["entry"]["type"], "change");
     server.stop().await;
 }
 
