@@ -28,10 +28,8 @@
 //! Each latency is one call timed with `Instant`; the tables give the 50th and 99th percentiles.
 
 use arbiter_core::{DecisionRequest, EntityRef, Lifecycle, Outcome};
-use arbiter_engine::{
-    DecideOptions, InventoryBuilder, PolicySet, PolicySource, Snapshot, SnapshotCell,
-};
-use arbiter_testkit::{generate, Workload, WorkloadConfig};
+use arbiter_engine::{DecideOptions, Snapshot, SnapshotCell};
+use arbiter_testkit::{generate, WorkloadConfig};
 use std::collections::HashSet;
 use std::error::Error;
 use std::hint::black_box;
@@ -76,7 +74,7 @@ fn main() -> BenchResult<()> {
         resources: RESOURCES,
         policies: POLICIES,
     });
-    let snapshot = arbiter_snapshot(&workload)?;
+    let snapshot = arbiter_testkit::arbiter_snapshot(&workload)?;
     println!(
         "workload: seed {SEED:#x}, {IDENTITIES} identities, {GROUPS} groups, {RESOURCES} resources, \
          {POLICIES} policies; requests: seed {REQUEST_SEED:#x}; loaded in {:.1?}",
@@ -152,28 +150,6 @@ fn main() -> BenchResult<()> {
     }
     println!("total bench time: {:.1?}", started.elapsed());
     Ok(())
-}
-
-/// Every identity loaded as a governed one, so that its lifecycle can change.
-fn arbiter_snapshot(workload: &Workload) -> BenchResult<Snapshot> {
-    let policies = PolicySet::compile(
-        vec![PolicySource {
-            name: "generated.cedar".to_owned(),
-            text: workload.policies_text.clone(),
-        }],
-        None,
-        1,
-    )?;
-    let mut builder = InventoryBuilder::new();
-    builder
-        .add_document(&workload.inventory_document())?
-        .add_cedar_entities(workload.action_entities())?;
-    Ok(Snapshot::new(
-        policies,
-        builder.build(None)?,
-        None,
-        arbiter_testkit::bench_engine_config(),
-    ))
 }
 
 /// As the server decides: with the condition-level explanation.

@@ -77,7 +77,7 @@ fn main() -> BenchResult<()> {
     for (n_policies, cedar_samples, arbiter_samples) in RUNS {
         let phase = Instant::now();
         let workload = generate(&config(n_policies));
-        let snapshot = arbiter_snapshot(&workload)?;
+        let snapshot = arbiter_testkit::arbiter_snapshot(&workload)?;
         let reference = Reference::new(&workload)?;
         println!(
             "{n_policies} policies ({} broad): generated and loaded in {:.1?}",
@@ -129,29 +129,6 @@ impl Reference {
             entities: cedar_policy::Entities::from_json_value(workload.entities.clone(), None)?,
         })
     }
-}
-
-/// Arbiter's side, with every identity loaded as a governed one (so its lifecycle can change).
-fn arbiter_snapshot(workload: &Workload) -> BenchResult<Snapshot> {
-    let policies = PolicySet::compile(
-        vec![PolicySource {
-            name: "generated.cedar".to_owned(),
-            text: workload.policies_text.clone(),
-        }],
-        None,
-        1,
-    )?;
-    let mut builder = InventoryBuilder::new();
-    builder
-        .add_document(&workload.inventory_document())?
-        .add_cedar_entities(workload.action_entities())?;
-    let inventory = builder.build(None)?;
-    Ok(Snapshot::new(
-        policies,
-        inventory,
-        None,
-        arbiter_testkit::bench_engine_config(),
-    ))
 }
 
 fn options(explain: bool) -> DecideOptions {

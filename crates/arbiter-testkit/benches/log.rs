@@ -13,7 +13,7 @@
 //! per decision from the start of deciding to the end of waiting.
 
 use arbiter_core::DecisionRequest;
-use arbiter_engine::{DecideOptions, InventoryBuilder, PolicySet, PolicySource, Snapshot};
+use arbiter_engine::{DecideOptions, Snapshot};
 use arbiter_log::checkpoint::{public_key_path, read_public_key};
 use arbiter_log::{
     verify, DecisionEntry, DecisionLog, Durability, Entry, LogConfig, LogDb, VerifyOptions,
@@ -38,24 +38,7 @@ fn main() -> BenchResult<()> {
         resources: 2_000,
         policies: 100,
     });
-    let policies = PolicySet::compile(
-        vec![PolicySource {
-            name: "generated.cedar".to_owned(),
-            text: workload.policies_text.clone(),
-        }],
-        None,
-        1,
-    )?;
-    let mut builder = InventoryBuilder::new();
-    builder
-        .add_document(&workload.inventory_document())?
-        .add_cedar_entities(workload.action_entities())?;
-    let snapshot = Arc::new(Snapshot::new(
-        policies,
-        builder.build(None)?,
-        None,
-        arbiter_testkit::bench_engine_config(),
-    ));
+    let snapshot = Arc::new(arbiter_testkit::arbiter_snapshot(&workload)?);
     let requests: Arc<Vec<DecisionRequest>> = Arc::new(
         workload
             .requests(11, 20_000)

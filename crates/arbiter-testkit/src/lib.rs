@@ -29,6 +29,31 @@ use serde_json::{Map, Value};
 
 pub use policies::broad_policy_count;
 
+/// Arbiter's snapshot of a workload, with every identity loaded as a governed one (so its
+/// lifecycle can change), decided with [`bench_engine_config`].
+pub fn arbiter_snapshot(
+    workload: &Workload,
+) -> Result<arbiter_engine::Snapshot, Box<dyn std::error::Error>> {
+    let policies = arbiter_engine::PolicySet::compile(
+        vec![arbiter_engine::PolicySource {
+            name: "generated.cedar".to_owned(),
+            text: workload.policies_text.clone(),
+        }],
+        None,
+        1,
+    )?;
+    let mut builder = arbiter_engine::InventoryBuilder::new();
+    builder
+        .add_document(&workload.inventory_document())?
+        .add_cedar_entities(workload.action_entities())?;
+    Ok(arbiter_engine::Snapshot::new(
+        policies,
+        builder.build(None)?,
+        None,
+        bench_engine_config(),
+    ))
+}
+
 /// The engine configuration the benchmarks decide with. Generated workloads name departed
 /// owners on purpose (an attribute that fails at runtime, as Cedar must report); the benchmarks
 /// compare policy evaluation with Cedar's, so those identities keep acting instead of being
