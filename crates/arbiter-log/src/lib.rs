@@ -8,6 +8,7 @@
 //! - [`writer`]: the group-commit writer and the [`DecisionLog`] handle callers append through.
 //! - [`verify`](mod@verify): full verification, and inclusion proofs for one entry.
 //! - [`query`]: searching entries.
+//! - [`usage`]: decisions read from the search columns alone, for usage analysis.
 //!
 //! Invariants: an entry is never changed or removed once written; entry `n` has seq `n` with no
 //! gaps; after every commit the latest checkpoint covers every entry, and its signature is made
@@ -20,6 +21,7 @@ pub mod db;
 pub mod merkle;
 pub mod query;
 pub mod record;
+pub mod usage;
 pub mod verify;
 pub mod writer;
 
@@ -27,6 +29,7 @@ pub use checkpoint::{Checkpoint, LogKey};
 pub use db::LogDb;
 pub use query::{EntryQuery, StoredEntry};
 pub use record::{ApprovalNote, CallerInfo, ChangeEntry, DecisionEntry, Entry, NoticeEntry};
+pub use usage::DecisionColumns;
 pub use verify::{verify, InclusionProof, Problem, VerifyOptions, VerifyReport};
 pub use writer::{DecisionLog, Durability, LogConfig, LogHealth, Retention, RetentionReport};
 
