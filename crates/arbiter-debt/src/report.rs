@@ -79,6 +79,20 @@ impl DebtFigures {
     }
 }
 
+/// Writes `figures` into `identity` as its `debt` attribute, the way the server publishes
+/// them; returns whether anything but the computation time changed.
+pub fn set_figures(identity: &mut Identity, figures: &DebtFigures) -> bool {
+    let before: Option<DebtFigures> = identity
+        .attributes
+        .get(DEBT_ATTRIBUTE)
+        .and_then(|value| serde_json::from_value(value.clone()).ok());
+    let changed = before.is_none_or(|before| !before.same_as(figures));
+    identity
+        .attributes
+        .insert(DEBT_ATTRIBUTE.to_owned(), figures.to_attribute());
+    changed
+}
+
 /// One identity's debt, for ranking.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdentityDebt {

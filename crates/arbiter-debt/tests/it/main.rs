@@ -10,4 +10,6 @@
 )]
 
 mod fixture;
+mod html;
 mod planted;
+mod policy_input;
