@@ -1,0 +1,573 @@
+//! The gateway: an MCP server to agents and an MCP client to the upstream servers, with a
+//! decision between the two on every message that reaches a tool, a resource or a prompt.
+
+use crate::config::{AgentConfig, AgentIdentity, GatewayConfig};
+use crate::decider::{Decider, Outcome, Unavailable, Verdict};
+use crate::mapping::{self, Target};
+use crate::upstream::{Upstream, UpstreamError};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::ServerHandler;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// JSON-RPC error code of a call Arbiter denied.
+pub const DENIED: i32 = -32003;
+/// JSON-RPC error code of a call that waits for a person's approval.
+pub const APPROVAL_REQUIRED: i32 = -32004;
+/// JSON-RPC error code of a call refused because no decision could be had (fail closed).
+pub const UNAVAILABLE: i32 = -32005;
+/// JSON-RPC error code of a message without a valid agent credential.
+pub const UNAUTHENTICATED: i32 = -32001;
+
+/// Separates the server's name from a tool's or prompt's name when several servers are behind
+/// the gateway (MCP names may not contain `/`, and `__` is rare in them).
+const SEPARATOR: &str = "__";
+
+/// The gateway, shared by every session. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: GatewayConfig,
+    decider: Decider,
+    upstreams: Vec<Upstream>,
+    /// Agents by the SHA-256 of their credential.
+    agents: HashMap<String, AgentConfig>,
+}
+
+impl Gateway {
+    /// Connects to every upstream server; fails if one cannot be reached.
+    pub async fn start(config: GatewayConfig, decider: Decider) -> Result<Self, UpstreamError> {
+        let mut upstreams = Vec::with_capacity(config.upstreams.len());
+        for upstream in &config.upstreams {
+            upstreams.push(Upstream::connect(upstream).await?);
+        }
+        let agents = config
+            .agents
+            .iter()
+            .map(|agent| (agent.token_sha256.to_ascii_lowercase(), agent.clone()))
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                decider,
+                upstreams,
+                agents,
+            }),
+        })
+    }
+
+    /// A session handler. `identity` fixes who the session acts as (stdio); without it, every
+    /// message must carry its own credential (Streamable HTTP, see [`crate::http`]).
+    pub fn session(&self, identity: Option<AgentIdentity>) -> Session {
+        Session {
+            gateway: self.clone(),
+            fixed: identity,
+        }
+    }
+
+    /// The agent a bearer credential authenticates, unless unknown or expired.
+    pub fn authenticate(&self, token: &str, now: i64) -> Option<AgentIdentity> {
+        let agent = self.inner.agents.get(&crate::config::token_hash(token))?;
+        if agent.expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return None;
+        }
+        Some(agent.identity())
+    }
+
+    fn prefixed(&self) -> bool {
+        self.inner.upstreams.len() > 1
+    }
+
+    /// The name a client sees for `name` on `server`.
+    fn exposed(&self, server: &str, name: &str) -> String {
+        if self.prefixed() {
+            format!("{server}{SEPARATOR}{name}")
+        } else {
+            name.to_owned()
+        }
+    }
+
+    /// The upstream and its own name for a name the client sent.
+    fn route<'a>(&'a self, exposed: &'a str) -> Option<(&'a Upstream, &'a str)> {
+        if !self.prefixed() {
+            return self
+                .inner
+                .upstreams
+                .first()
+                .map(|upstream| (upstream, exposed));
+        }
+        let (server, name) = exposed.split_once(SEPARATOR)?;
+        self.inner
+            .upstreams
+            .iter()
+            .find(|upstream| upstream.name == server)
+            .map(|upstream| (upstream, name))
+    }
+
+    fn decision_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.config.decision_timeout_ms)
+    }
+
+    fn upstream_timeout(&self) -> Duration {
+        Duration::from_millis(self.inner.config.upstream_timeout_ms)
+    }
+
+    /// Decides one call; on `approval_required`, waits for a person if configured, then decides
+    /// again (which spends the grant). Returns the verdict that allowed it, or the MCP error.
+    async fn authorize(&self, request: Value) -> Result<Verdict, ErrorData> {
+        let verdict = self.decide_one(request.clone()).await?;
+        let wait = self.inner.config.approvals.wait_seconds;
+        match (verdict.outcome, &verdict.approval_id) {
+            (Outcome::Allow, _) => Ok(verdict),
+            (Outcome::Deny, _) => Err(denied(&verdict)),
+            (Outcome::ApprovalRequired, Some(approval_id)) if wait > 0 => {
+                let state = self
+                    .inner
+                    .decider
+                    .approval_state(approval_id, Duration::from_secs(wait))
+                    .await
+                    .map_err(|err| unavailable(&err))?;
+                if state != "approved" {
+                    return Err(approval_required(&verdict, &state));
+                }
+                let retried = self.decide_one(request).await?;
+                match retried.outcome {
+                    Outcome::Allow => Ok(retried),
+                    Outcome::Deny => Err(denied(&retried)),
+                    Outcome::ApprovalRequired => Err(approval_required(&retried, "pending")),
+                }
+            }
+            (Outcome::ApprovalRequired, _) => Err(approval_required(&verdict, "pending")),
+        }
+    }
+
+    async fn decide_one(&self, request: Value) -> Result<Verdict, ErrorData> {
+        let verdicts = self
+            .inner
+            .decider
+            .decide(vec![request], true, self.decision_timeout())
+            .await
+            .map_err(|err| unavailable(&err))?;
+        verdicts
+            .into_iter()
+            .next()
+            .ok_or_else(|| unavailable(&Unavailable("no answer".into())))
+    }
+
+    /// Which list items the agent may use (allowed, or allowed with a person's approval).
+    async fn filter(&self, requests: Vec<Value>) -> Result<Vec<bool>, ErrorData> {
+        let verdicts = self
+            .inner
+            .decider
+            .decide(requests, false, self.decision_timeout())
+            .await
+            .map_err(|err| unavailable(&err))?;
+        Ok(verdicts
+            .iter()
+            .map(|verdict| verdict.outcome != Outcome::Deny)
+            .collect())
+    }
+}
+
+/// One client session: who it acts as (fixed for stdio, per message for HTTP).
+#[derive(Clone, Debug)]
+pub struct Session {
+    gateway: Gateway,
+    fixed: Option<AgentIdentity>,
+}
+
+impl Session {
+    fn identity(&self, context: &RequestContext<RoleServer>) -> Result<AgentIdentity, ErrorData> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<AgentIdentity>())
+            .cloned()
+            .ok_or_else(|| {
+                ErrorData::new(
+                    ErrorCode(UNAUTHENTICATED),
+                    "unauthenticated: send the agent's bearer credential",
+                    None,
+                )
+            })
+    }
+
+    fn mapping(&self) -> &crate::config::Mapping {
+        &self.gateway.inner.config.mapping
+    }
+
+    fn upstreams(&self) -> &[Upstream] {
+        &self.gateway.inner.upstreams
+    }
+}
+
+impl ServerHandler for Session {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_prompts()
+                .enable_resources()
+                .enable_tools()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "arbiter-gateway",
+            env!("CARGO_PKG_VERSION"),
+        ))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let who = self.identity(&context)?;
+        let mut candidates = Vec::new();
+        let mut requests = Vec::new();
+        for upstream in self.upstreams() {
+            let tools = match upstream.refresh_tools().await {
+                Ok(tools) => tools,
+                Err(error) => {
+                    tracing::warn!(%error, "left out of tools/list");
+                    continue;
+                }
+            };
+            for tool in tools.iter() {
+                let annotations = annotations(tool);
+                requests.push(mapping::request(
+                    self.mapping(),
+                    &who,
+                    &upstream.name,
+                    Target::Tool {
+                        name: &tool.name,
+                        annotations: &annotations,
+                    },
+                    None,
+                ));
+                let mut exposed = tool.clone();
+                exposed.name = self.gateway.exposed(&upstream.name, &tool.name).into();
+                candidates.push(exposed);
+            }
+        }
+        let keep = self.gateway.filter(requests).await?;
+        let tools = candidates
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(tool, keep)| keep.then_some(tool))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let who = self.identity(&context)?;
+        let (upstream, name) = self
+            .gateway
+            .route(&request.name)
+            .ok_or_else(|| unknown("tool", &request.name))?;
+        let tool = upstream
+            .tool(name)
+            .await
+            .map_err(|err| upstream_error(&err))?
+            .ok_or_else(|| unknown("tool", &request.name))?;
+        let annotations = annotations(&tool);
+        let arguments = request.arguments.clone().unwrap_or_default();
+        let decision = mapping::request(
+            self.mapping(),
+            &who,
+            &upstream.name,
+            Target::Tool {
+                name,
+                annotations: &annotations,
+            },
+            Some(&arguments),
+        );
+        self.gateway.authorize(decision).await?;
+        let mut forwarded = request.clone();
+        forwarded.name = name.to_owned().into();
+        forward(
+            self.gateway.upstream_timeout(),
+            upstream,
+            upstream.peer().call_tool_once(forwarded),
+        )
+        .await
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let who = self.identity(&context)?;
+        let mut candidates = Vec::new();
+        let mut requests = Vec::new();
+        for upstream in self.upstreams() {
+            let resources = match upstream.refresh_resources().await {
+                Ok(resources) => resources,
+                Err(error) => {
+                    tracing::warn!(%error, "left out of resources/list");
+                    continue;
+                }
+            };
+            for resource in resources.iter() {
+                requests.push(mapping::request(
+                    self.mapping(),
+                    &who,
+                    &upstream.name,
+                    Target::Resource { uri: &resource.uri },
+                    None,
+                ));
+                candidates.push(resource.clone());
+            }
+        }
+        let keep = self.gateway.filter(requests).await?;
+        let resources = candidates
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(resource, keep)| keep.then_some(resource))
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        // Templates name no resource that could be decided; reads of listed resources are.
+        Ok(ListResourceTemplatesResult::default())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let who = self.identity(&context)?;
+        let mut found = None;
+        for upstream in self.upstreams() {
+            if upstream
+                .has_resource(&request.uri)
+                .await
+                .map_err(|err| upstream_error(&err))?
+            {
+                found = Some(upstream);
+                break;
+            }
+        }
+        let upstream = found.ok_or_else(|| unknown("resource", &request.uri))?;
+        let decision = mapping::request(
+            self.mapping(),
+            &who,
+            &upstream.name,
+            Target::Resource { uri: &request.uri },
+            Some(&Map::new()),
+        );
+        self.gateway.authorize(decision).await?;
+        forward(
+            self.gateway.upstream_timeout(),
+            upstream,
+            upstream.peer().read_resource_once(request),
+        )
+        .await
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let who = self.identity(&context)?;
+        let mut candidates = Vec::new();
+        let mut requests = Vec::new();
+        for upstream in self.upstreams() {
+            let prompts = match upstream.refresh_prompts().await {
+                Ok(prompts) => prompts,
+                Err(error) => {
+                    tracing::warn!(%error, "left out of prompts/list");
+                    continue;
+                }
+            };
+            for prompt in prompts.iter() {
+                requests.push(mapping::request(
+                    self.mapping(),
+                    &who,
+                    &upstream.name,
+                    Target::Prompt { name: &prompt.name },
+                    None,
+                ));
+                let mut exposed = prompt.clone();
+                exposed.name = self.gateway.exposed(&upstream.name, &prompt.name);
+                candidates.push(exposed);
+            }
+        }
+        let keep = self.gateway.filter(requests).await?;
+        let prompts = candidates
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(prompt, keep)| keep.then_some(prompt))
+            .collect();
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let who = self.identity(&context)?;
+        let (upstream, name) = self
+            .gateway
+            .route(&request.name)
+            .ok_or_else(|| unknown("prompt", &request.name))?;
+        if !upstream
+            .has_prompt(name)
+            .await
+            .map_err(|err| upstream_error(&err))?
+        {
+            return Err(unknown("prompt", &request.name));
+        }
+        let arguments = request.arguments.clone().unwrap_or_default();
+        let decision = mapping::request(
+            self.mapping(),
+            &who,
+            &upstream.name,
+            Target::Prompt { name },
+            Some(&arguments),
+        );
+        self.gateway.authorize(decision).await?;
+        let mut forwarded = request.clone();
+        forwarded.name = name.to_owned();
+        forward(
+            self.gateway.upstream_timeout(),
+            upstream,
+            upstream.peer().get_prompt_once(forwarded),
+        )
+        .await
+    }
+}
+
+/// A tool's annotations as its server listed them, as a JSON object (empty when none).
+fn annotations(tool: &rmcp::model::Tool) -> Map<String, Value> {
+    tool.annotations
+        .as_ref()
+        .and_then(|annotations| serde_json::to_value(annotations).ok())
+        .and_then(|value| match value {
+            Value::Object(object) => Some(object),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Forwards an allowed message, bounded in time; an upstream's own MCP error passes through.
+async fn forward<T>(
+    timeout: Duration,
+    upstream: &Upstream,
+    call: impl std::future::Future<Output = Result<T, rmcp::ServiceError>>,
+) -> Result<T, ErrorData> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(rmcp::ServiceError::McpError(error))) => Err(error),
+        Ok(Err(error)) => Err(upstream_error(&UpstreamError {
+            server: upstream.name.clone(),
+            reason: error.to_string(),
+        })),
+        Err(_) => Err(upstream_error(&UpstreamError {
+            server: upstream.name.clone(),
+            reason: format!("no answer within {} ms", timeout.as_millis()),
+        })),
+    }
+}
+
+fn decision_ref(verdict: &Verdict) -> String {
+    verdict
+        .decision_id
+        .as_deref()
+        .map_or_else(String::new, |id| format!(" (decision {id})"))
+}
+
+fn denied(verdict: &Verdict) -> ErrorData {
+    ErrorData::new(
+        ErrorCode(DENIED),
+        format!(
+            "denied by Arbiter: {}{}",
+            verdict.reason_user,
+            decision_ref(verdict)
+        ),
+        Some(json!({
+            "outcome": "deny",
+            "reason": verdict.reason_user,
+            "decision_id": verdict.decision_id,
+        })),
+    )
+}
+
+fn approval_required(verdict: &Verdict, state: &str) -> ErrorData {
+    let message = match &verdict.approval_id {
+        Some(id) if state == "pending" => format!(
+            "approval required: request {id} waits for a person; call again once it is approved{}",
+            decision_ref(verdict)
+        ),
+        Some(id) => format!(
+            "approval required: request {id} is {state}{}",
+            decision_ref(verdict)
+        ),
+        None => format!(
+            "approval required, but no approval request could be opened{}",
+            decision_ref(verdict)
+        ),
+    };
+    ErrorData::new(
+        ErrorCode(APPROVAL_REQUIRED),
+        message,
+        Some(json!({
+            "outcome": "approval_required",
+            "reason": verdict.reason_user,
+            "decision_id": verdict.decision_id,
+            "approval": verdict.approval_id.as_ref().map(|id| json!({
+                "id": id,
+                "state": state,
+                "status_url": format!("/admin/v1/approvals/{id}"),
+            })),
+        })),
+    )
+}
+
+fn unavailable(error: &Unavailable) -> ErrorData {
+    tracing::error!(%error, "call refused: no decision");
+    ErrorData::new(
+        ErrorCode(UNAVAILABLE),
+        format!("denied: {error}; nothing was forwarded (fail closed)"),
+        Some(json!({"outcome": "deny", "reason": error.to_string()})),
+    )
+}
+
+fn upstream_error(error: &UpstreamError) -> ErrorData {
+    ErrorData::new(ErrorCode::INTERNAL_ERROR, error.to_string(), None)
+}
+
+fn unknown(what: &str, name: &str) -> ErrorData {
+    ErrorData::new(
+        ErrorCode::INVALID_PARAMS,
+        format!("unknown {what} `{name}`"),
+        None,
+    )
+}
