@@ -5,15 +5,17 @@
 
 use crate::explain::{explain_policy, first_failure, nearest_misses};
 use crate::index::IndexQuery;
-use crate::inventory::{collect_uids, diagnostic_text, from_uid, to_uid};
+use crate::inventory::{collect_uids, diagnostic_text, from_uid, to_uid, StoredEntity};
 use crate::policies::CompiledPolicy;
+use crate::reach::Reach;
 use crate::snapshot::Snapshot;
 use arbiter_core::{
     Decision, DecisionError, DecisionRequest, DeterminingPolicy, Effect, EntityRef, Explanation,
     GuardViolation, HopTrace, Lifecycle, Outcome, PolicyTraceRole, SnapshotInfo, Timestamp,
 };
 use cedar_policy_core::ast::{
-    Context, Entity, EntityUID, EntityUIDEntry, Literal, PartialValue, Request, Value, ValueKind,
+    Context, Eid, Entity, EntityType, EntityUID, EntityUIDEntry, ExtensionFunction, Literal, Name,
+    PartialValue, Request, Value, ValueKind,
 };
 use cedar_policy_core::entities::{Entities, EntityJsonParser, NoEntitiesSchema, TCComputation};
 use cedar_policy_core::evaluator::Evaluator;
@@ -21,8 +23,9 @@ use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::CoreSchema;
 use serde_json::{json, Map, Value as Json};
 use smol_str::SmolStr;
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 /// What the caller supplies besides the request: the time and the decision's id.
 #[derive(Debug, Clone)]
@@ -154,7 +157,8 @@ impl Snapshot {
         let action = to_uid(action).map_err(|err| err.0)?;
         let resource = to_uid(resource).map_err(|err| err.0)?;
         let action_entity = self.stored_or_bare(&action);
-        let context = cedar_context(context).map_err(|Unresolvable(guard)| format!("{guard:?}"))?;
+        let context = cedar_context(context, &self.entity_types)
+            .map_err(|Unresolvable(guard)| format!("{guard:?}"))?;
         let evaluation = self
             .evaluate(
                 &principal,
@@ -284,7 +288,7 @@ impl Snapshot {
             Some(entity) => entity,
             None => self.stored_or_bare(&action),
         };
-        let caller_context = cedar_context(&request.context)?;
+        let caller_context = cedar_context(&request.context, &self.entity_types)?;
         Ok(Resolved {
             subject,
             subject_local,
@@ -573,10 +577,11 @@ impl Snapshot {
         })
     }
 
-    /// The entities this request can reach: the request's own, everything their attributes
-    /// reference (transitively), the context's and the candidate policies' entity literals.
-    /// Cedar can reach no other entity while evaluating, so the result equals evaluating over
-    /// the whole inventory.
+    /// The entities this request can read: the request's own (its roots: principal, action,
+    /// resource, the context's entities, the candidate policies' entity literals) and those
+    /// their attributes reference, as far out as the candidates read (see `reach`). Cedar can
+    /// read no other entity while evaluating them, so the result equals evaluating over the
+    /// whole inventory.
     fn slice(
         &self,
         roots: [Option<&Arc<Entity>>; 3],
@@ -584,43 +589,81 @@ impl Snapshot {
         candidates: &[u32],
     ) -> Result<Entities, Unresolvable> {
         let max = self.config.max_slice_entities;
-        let mut visited: HashSet<EntityUID> = HashSet::new();
-        let mut members: Vec<Arc<Entity>> = Vec::new();
-        let mut queue: Vec<EntityUID> = Vec::new();
-        for entity in roots.into_iter().flatten() {
-            if visited.insert(entity.uid().clone()) {
-                members.push(Arc::clone(entity));
-                match self.inventory.get(entity.uid()) {
-                    Some(stored) if Arc::ptr_eq(&stored.entity, entity) => {
-                        queue.extend(stored.refs.iter().cloned())
-                    }
-                    _ => queue.extend(local_refs(entity)),
-                }
-            }
-        }
+        let limit = candidates
+            .iter()
+            .filter_map(|idx| self.policy(*idx))
+            .map(|policy| match policy.reach {
+                Reach::Within(distance) => distance,
+                Reach::Unbounded => u32::MAX,
+            })
+            .max()
+            .unwrap_or(0);
+        // Uids that live only in this request, gathered first so the walk below can borrow
+        // every uid instead of cloning it: uid clones and hashing were most of a slice's cost.
+        let mut context_uids: Vec<EntityUID> = Vec::new();
         if let Context::Value(record) = context {
             for value in record.values() {
-                collect_uids(value, &mut queue);
+                collect_uids(value, &mut context_uids);
             }
         }
+        let roots: Vec<(&Arc<Entity>, Option<&StoredEntity>)> = roots
+            .into_iter()
+            .flatten()
+            .map(|entity| {
+                let stored = self
+                    .inventory
+                    .get(entity.uid())
+                    .filter(|stored| Arc::ptr_eq(&stored.entity, entity))
+                    .map(Arc::as_ref);
+                (entity, stored)
+            })
+            .collect();
+        let local_refs: Vec<EntityUID> = roots
+            .iter()
+            .filter(|(_, stored)| stored.is_none())
+            .flat_map(|(entity, _)| local_refs(entity))
+            .collect();
+
+        let mut visited = Visited::default();
+        let mut members: Vec<Arc<Entity>> = Vec::with_capacity(16);
+        // Breadth first, one distance at a time, so that an entity is taken at its shortest
+        // distance from the roots.
+        let mut next: Vec<&EntityUID> = local_refs.iter().collect();
+        for (entity, stored) in &roots {
+            if visited.insert(entity.uid()) {
+                members.push(Arc::clone(entity));
+                if let Some(stored) = stored {
+                    next.extend(stored.refs.iter());
+                }
+            }
+        }
+        let mut frontier: Vec<&EntityUID> = context_uids.iter().collect();
         for policy_idx in candidates {
             if let Some(policy) = self.policy(*policy_idx) {
-                queue.extend(policy.literal_refs.iter().cloned());
+                frontier.extend(policy.literal_refs.iter());
             }
         }
-        while let Some(uid) = queue.pop() {
-            if !visited.insert(uid.clone()) {
-                continue;
-            }
-            if let Some(stored) = self.inventory.get(&uid) {
-                if members.len() >= max {
-                    return Err(Unresolvable(GuardViolation::EntitySliceTooLarge {
-                        max_entities: max,
-                    }));
+        let mut distance = 0;
+        loop {
+            for uid in frontier.drain(..) {
+                if !visited.insert(uid) {
+                    continue;
                 }
-                members.push(Arc::clone(&stored.entity));
-                queue.extend(stored.refs.iter().cloned());
+                if let Some(stored) = self.inventory.get(uid) {
+                    if members.len() >= max {
+                        return Err(Unresolvable(GuardViolation::EntitySliceTooLarge {
+                            max_entities: max,
+                        }));
+                    }
+                    members.push(Arc::clone(&stored.entity));
+                    next.extend(stored.refs.iter());
+                }
             }
+            if next.is_empty() || distance >= limit {
+                break;
+            }
+            distance += 1;
+            std::mem::swap(&mut frontier, &mut next);
         }
         Entities::new()
             .add_entities(
@@ -1106,12 +1149,17 @@ fn guard_reasons(guard: &GuardViolation) -> (String, String) {
 }
 
 /// Caller context in Cedar form. Entity references use Cedar's `__entity` escape.
-fn cedar_context(context: &Map<String, Json>) -> Result<BTreeMap<SmolStr, Value>, Unresolvable> {
-    // Plain JSON (booleans, integers, strings, arrays, objects) converts directly; Cedar's own
-    // JSON parser, which is many times slower, handles everything else (escapes, and errors).
+fn cedar_context(
+    context: &Map<String, Json>,
+    known_types: &HashMap<String, EntityType>,
+) -> Result<BTreeMap<SmolStr, Value>, Unresolvable> {
+    // Plain JSON and the common escapes (`__entity`, single-argument `__extn`) convert directly;
+    // Cedar's own JSON parser, many times slower, handles everything else and reports errors.
     let fast: Option<BTreeMap<SmolStr, Value>> = context
         .iter()
-        .map(|(key, value)| plain_value(value).map(|value| (SmolStr::from(key.as_str()), value)))
+        .map(|(key, value)| {
+            plain_value(value, known_types).map(|value| (SmolStr::from(key.as_str()), value))
+        })
         .collect();
     if let Some(record) = fast {
         return Ok(record);
@@ -1131,32 +1179,99 @@ fn cedar_context(context: &Map<String, Json>) -> Result<BTreeMap<SmolStr, Value>
     }
 }
 
-/// A JSON value with no Cedar escapes as a Cedar value, exactly as Cedar's parser would build it;
-/// `None` for anything else (escapes, floats, null), which goes to Cedar's parser.
-fn plain_value(json: &Json) -> Option<Value> {
+/// A JSON value as a Cedar value, exactly as Cedar's parser would build it; `None` for anything
+/// this does not handle (floats, null, unusual escapes, invalid input), which goes to Cedar's
+/// parser so that its error messages and edge cases stay Cedar's.
+fn plain_value(json: &Json, known_types: &HashMap<String, EntityType>) -> Option<Value> {
     match json {
         Json::Bool(flag) => Some(Value::from(*flag)),
         Json::Number(number) => number.as_i64().map(Value::from),
         Json::String(text) => Some(Value::from(text.as_str())),
         Json::Array(items) => items
             .iter()
-            .map(plain_value)
+            .map(|item| plain_value(item, known_types))
             .collect::<Option<Vec<_>>>()
             .map(|items| Value::set(items, None)),
         Json::Object(fields) => {
             if fields.keys().any(|key| key.starts_with("__")) {
-                return None;
+                return escaped_value(fields, known_types);
             }
             fields
                 .iter()
                 .map(|(key, value)| {
-                    plain_value(value).map(|value| (SmolStr::from(key.as_str()), value))
+                    plain_value(value, known_types)
+                        .map(|value| (SmolStr::from(key.as_str()), value))
                 })
                 .collect::<Option<BTreeMap<SmolStr, Value>>>()
                 .map(|record| Value::record_arc(Arc::new(record), None))
         }
         Json::Null => None,
     }
+}
+
+/// `{"__entity": {"type", "id"}}` and `{"__extn": {"fn", "arg"}}` with a string argument.
+fn escaped_value(
+    fields: &Map<String, Json>,
+    known_types: &HashMap<String, EntityType>,
+) -> Option<Value> {
+    let mut entries = fields.iter();
+    let (key, Json::Object(body)) = entries.next()? else {
+        return None;
+    };
+    if entries.next().is_some() || body.len() != 2 {
+        return None;
+    }
+    match key.as_str() {
+        "__entity" => {
+            let (Some(Json::String(entity_type)), Some(Json::String(id))) =
+                (body.get("type"), body.get("id"))
+            else {
+                return None;
+            };
+            // A type the inventory holds is taken from the table rather than parsed again.
+            let uid = match known_types.get(entity_type) {
+                Some(known) => {
+                    EntityUID::from_components(known.clone(), Eid::new(id.as_str()), None)
+                }
+                None => to_uid(&EntityRef::new(entity_type, id)).ok()?,
+            };
+            Some(Value::from(uid))
+        }
+        "__extn" => {
+            let (Some(Json::String(function)), Some(Json::String(arg))) =
+                (body.get("fn"), body.get("arg"))
+            else {
+                return None;
+            };
+            let function = extension_constructor(function)?;
+            match function.call(&[Value::from(arg.as_str())]).ok()? {
+                PartialValue::Value(value) => Some(value),
+                PartialValue::Residual(_) => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The extension constructors callers use in contexts, looked up once: parsing a Cedar name
+/// per request would cost more than the call.
+fn extension_constructor(name: &str) -> Option<&'static ExtensionFunction> {
+    static CONSTRUCTORS: OnceLock<Vec<(&'static str, &'static ExtensionFunction)>> =
+        OnceLock::new();
+    let constructors = CONSTRUCTORS.get_or_init(|| {
+        ["ip", "decimal", "datetime", "duration"]
+            .into_iter()
+            .filter_map(|name| {
+                let parsed = Name::from_str(name).ok()?;
+                let function = Extensions::all_available().func(&parsed).ok()?;
+                Some((name, function))
+            })
+            .collect()
+    });
+    constructors
+        .iter()
+        .find(|(known, _)| *known == name)
+        .map(|(_, function)| *function)
 }
 
 fn signal_value(json: &Json) -> Option<Value> {
@@ -1180,6 +1295,33 @@ pub(crate) fn as_bool(value: &Value) -> Option<bool> {
 }
 
 /// Entity references in an entity that is not in the inventory (built from request properties).
+/// The uids a slice walk has seen. A typical slice holds about a dozen entities, where a linear
+/// scan beats hashing; past `SMALL` a hash set keeps large slices linear overall.
+#[derive(Default)]
+struct Visited<'a> {
+    small: Vec<&'a EntityUID>,
+    large: HashSet<&'a EntityUID, foldhash::fast::RandomState>,
+}
+
+impl<'a> Visited<'a> {
+    const SMALL: usize = 32;
+
+    /// Whether `uid` was not seen before.
+    fn insert(&mut self, uid: &'a EntityUID) -> bool {
+        if self.small.len() < Self::SMALL {
+            if self.small.contains(&uid) {
+                return false;
+            }
+            self.small.push(uid);
+            return true;
+        }
+        if self.large.is_empty() {
+            self.large.extend(self.small.iter().copied());
+        }
+        self.large.insert(uid)
+    }
+}
+
 fn local_refs(entity: &Entity) -> Vec<EntityUID> {
     let mut found = Vec::new();
     for (_, value) in entity.attrs() {

@@ -70,14 +70,28 @@ pub(crate) struct StoredEntity {
     pub(crate) governance: Option<Governance>,
 }
 
+/// A persistent map keyed by entity uid. foldhash (randomly seeded per process) rather than
+/// SipHash: uid hashing was a large share of building each request's entity slice.
+type UidMap<V> = imbl::GenericHashMap<
+    EntityUID,
+    V,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+type UidSet = imbl::GenericHashSet<
+    EntityUID,
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
 /// The whole inventory. Cheap to clone; every mutation bumps `version`.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    entities: imbl::HashMap<EntityUID, Arc<StoredEntity>>,
+    entities: UidMap<Arc<StoredEntity>>,
     /// Entities that are (or were) someone's parent. Changing the parents of one of them means
     /// repairing its descendants' ancestor sets; for any other entity the change is local.
-    parents_in_use: imbl::HashSet<EntityUID>,
-    signals: imbl::HashMap<EntityUID, Arc<BTreeMap<String, Signal>>>,
+    parents_in_use: UidSet,
+    signals: UidMap<Arc<BTreeMap<String, Signal>>>,
     version: u64,
 }
 

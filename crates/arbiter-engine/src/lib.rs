@@ -19,6 +19,7 @@ mod explain;
 mod index;
 mod inventory;
 mod policies;
+mod reach;
 mod schema;
 mod snapshot;
 mod source_error;

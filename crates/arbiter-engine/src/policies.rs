@@ -2,6 +2,7 @@
 //! into the form the decision path needs (its full condition, its scope, what it references).
 
 use crate::index::PolicyIndex;
+use crate::reach::{reach_of, Reach};
 use crate::schema::Schema;
 use crate::source_error::{locate, SourceError};
 use arbiter_core::Effect;
@@ -45,6 +46,8 @@ pub(crate) struct CompiledPolicy {
     pub(crate) required_signals: Vec<String>,
     /// Entity literals in the conditions; they must be in the per-request entity slice.
     pub(crate) literal_refs: Vec<EntityUID>,
+    /// How far from the request's entities the policy reads: bounds the slice.
+    pub(crate) reach: Reach,
 }
 
 /// A validated, compiled, indexed policy set. Immutable; a change is a new `PolicySet`.
@@ -258,10 +261,12 @@ fn compile_policy(policy: &ast::Policy, id: String) -> CompiledPolicy {
         .non_scope_constraints()
         .map(entity_literals)
         .unwrap_or_default();
+    let condition = policy.condition();
     CompiledPolicy {
         id,
         effect,
-        condition: policy.condition(),
+        reach: reach_of(&condition),
+        condition,
         scope,
         annotations,
         approval,

@@ -479,22 +479,27 @@ proptest! {
     }
 }
 
-/// The per-request entity slice follows every entity reference in every reachable attribute,
-/// whether or not a policy reads it. A dataset listing 300 readers used to exceed the old bound
-/// of 256 and was denied where Cedar allows; the default bound is now 4,096, so it agrees with
-/// Cedar, and a deployment that sets a lower bound gets a stated, fail-closed deny.
+/// The per-request entity slice follows entity references as far from the request's entities as
+/// the candidate policies read (here one step: `resource.primary has department`), taking every
+/// entity at that distance. A dataset listing 300 readers used to exceed the old bound of 256 and
+/// was denied where Cedar allows; the default bound is now 4,096, so it agrees with Cedar, and a
+/// deployment that sets a lower bound gets a stated, fail-closed deny.
 #[test]
 fn slice_bound_is_large_stated_and_fails_closed() {
     use arbiter_core::EntityRef;
     use serde_json::json;
 
-    let policies = "permit(principal, action == Action::\"read\", resource);";
+    let policies = "permit(principal, action == Action::\"read\", resource) \
+                    when { resource.primary has department || true };";
     let readers: Vec<_> = (0..300)
         .map(|idx| json!({"__entity": {"type": "Human", "id": format!("h{idx}")}}))
         .collect();
     let mut entities = vec![
         json!({"uid": {"type": "Agent", "id": "a"}, "attrs": {}, "parents": []}),
-        json!({"uid": {"type": "Dataset", "id": "d"}, "attrs": {"readers": readers}, "parents": []}),
+        json!({"uid": {"type": "Dataset", "id": "d"}, "attrs": {
+            "readers": readers,
+            "primary": {"__entity": {"type": "Human", "id": "h0"}},
+        }, "parents": []}),
     ];
     for idx in 0..300 {
         entities.push(
