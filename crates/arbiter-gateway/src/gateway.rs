@@ -8,8 +8,8 @@ use crate::upstream::{Upstream, UpstreamError};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, GetPromptRequestParams,
     GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
-    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
-    ReadResourceResponse, ServerCapabilities, ServerConfig,
+    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::ServerHandler;
@@ -26,6 +26,9 @@ pub const APPROVAL_REQUIRED: i32 = -32004;
 pub const UNAVAILABLE: i32 = -32005;
 /// JSON-RPC error code of a message without a valid agent credential.
 pub const UNAUTHENTICATED: i32 = -32001;
+
+/// The `_meta` key of an allowed call's result that holds its decision id.
+pub const DECISION_META_KEY: &str = "arbiter_decision_id";
 
 /// Separates the server's name from a tool's or prompt's name when several servers are behind
 /// the gateway (MCP names may not contain `/`, and `__` is rare in them).
@@ -300,15 +303,25 @@ impl ServerHandler for Session {
             },
             Some(&arguments),
         );
-        self.gateway.authorize(decision).await?;
+        let verdict = self.gateway.authorize(decision).await?;
         let mut forwarded = request.clone();
         forwarded.name = name.to_owned().into();
-        forward(
+        let mut answer = forward(
             self.gateway.upstream_timeout(),
             upstream,
             upstream.peer().call_tool_once(forwarded),
         )
-        .await
+        .await?;
+        // The allowed call's decision, so that the agent's side can cite it too.
+        if let (CallToolResponse::Complete(result), Some(id)) = (&mut answer, &verdict.decision_id)
+        {
+            result
+                .meta
+                .get_or_insert_with(MetaObject::new)
+                .0
+                .insert(DECISION_META_KEY.into(), json!(id));
+        }
+        Ok(answer)
     }
 
     async fn list_resources(

@@ -74,6 +74,24 @@ async fn allowed_denied_and_argument_dependent_calls(mode: &str) {
         .logged_decisions("action=call_tool&outcome=allow&resource=Tool::%22test/echo%22")
         .await;
     assert_eq!(logged.len(), 1, "{mode}: {logged:?}");
+    // The result cites its decision.
+    let result = client
+        .peer()
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("echo")
+                .with_arguments(json!({"text": "cited"}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    let cited = result.meta.as_ref().unwrap().0[arbiter_gateway::gateway::DECISION_META_KEY]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        arbiter.logged(&cited).await["entry"]["decision"]["outcome"],
+        "allow"
+    );
+    assert_eq!(tools.reached(), 2);
     let recorded = &logged[0]["entry"]["request"]["context"]["mcp"];
     assert_eq!(recorded["arguments"], json!({"text": "hi"}), "{mode}");
     assert_eq!(
@@ -98,7 +116,7 @@ async fn allowed_denied_and_argument_dependent_calls(mode: &str) {
     );
     assert_eq!(
         tools.reached(),
-        1,
+        2,
         "{mode}: a denied call never reaches the tool"
     );
 
@@ -117,7 +135,7 @@ async fn allowed_denied_and_argument_dependent_calls(mode: &str) {
         error.message.contains("transfers over 100"),
         "{mode}: {error:?}"
     );
-    assert_eq!(tools.reached(), 2, "{mode}");
+    assert_eq!(tools.reached(), 3, "{mode}");
 
     // Resources and prompts are decided the same way.
     let read = client
@@ -144,7 +162,7 @@ async fn allowed_denied_and_argument_dependent_calls(mode: &str) {
         .get_prompt(rmcp::model::GetPromptRequestParams::new("greet"))
         .await
         .unwrap();
-    assert_eq!(tools.reached(), 4, "{mode}");
+    assert_eq!(tools.reached(), 5, "{mode}");
 }
 
 #[tokio::test]
