@@ -25,6 +25,10 @@ pub struct GatewayConfig {
     /// How `approval_required` is handled.
     #[serde(default)]
     pub approvals: ApprovalConfig,
+    /// Host names (or `host:port`) the HTTP endpoint answers to; empty, the default, means
+    /// loopback only (`localhost`, `127.0.0.1`, `::1`), which guards against DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// How long a decision may take (the server round trip included) before the call is denied.
     #[serde(default = "default_decision_timeout_ms")]
     pub decision_timeout_ms: u64,

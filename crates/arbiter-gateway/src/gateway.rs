@@ -89,6 +89,11 @@ impl Gateway {
         Some(agent.identity())
     }
 
+    /// The host names the HTTP endpoint answers to (empty: loopback only).
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.inner.config.allowed_hosts
+    }
+
     fn prefixed(&self) -> bool {
         self.inner.upstreams.len() > 1
     }

@@ -20,10 +20,14 @@ use std::sync::Arc;
 /// The router: MCP's Streamable HTTP endpoint at `/mcp`, behind the credential check.
 pub fn router(gateway: Gateway) -> Router {
     let sessions = gateway.clone();
+    let mut config = StreamableHttpServerConfig::default();
+    if !gateway.allowed_hosts().is_empty() {
+        config = config.with_allowed_hosts(gateway.allowed_hosts().iter().cloned());
+    }
     let service = StreamableHttpService::new(
         move || Ok(sessions.session(None)),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        config,
     );
     Router::new()
         .nest_service("/mcp", service)

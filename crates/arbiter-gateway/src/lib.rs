@@ -13,6 +13,8 @@
 //! a log that cannot be written) means the call is refused with an MCP error; nothing is ever
 //! forwarded without an `allow` that was recorded. See docs/gateway.md.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod decider;
 pub mod gateway;
