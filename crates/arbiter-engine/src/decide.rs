@@ -78,7 +78,7 @@ struct Evaluation {
 }
 
 /// The request's fixed parts, resolved once and shared by every hop.
-struct Resolved {
+struct Resolved<'r> {
     subject: EntityUID,
     subject_local: Option<Arc<Entity>>,
     action: EntityUID,
@@ -86,7 +86,7 @@ struct Resolved {
     resource: EntityUID,
     resource_entity: Option<Arc<Entity>>,
     caller_context: BTreeMap<SmolStr, Value>,
-    caller_context_json: Map<String, Json>,
+    caller_context_json: &'r Map<String, Json>,
     chain: Vec<EntityUID>,
     ignored_properties: Vec<String>,
 }
@@ -237,7 +237,7 @@ impl Snapshot {
         }
     }
 
-    fn resolve(&self, request: &DecisionRequest) -> Result<Resolved, Unresolvable> {
+    fn resolve<'r>(&self, request: &'r DecisionRequest) -> Result<Resolved<'r>, Unresolvable> {
         let invalid = |field: &str, message: String| {
             Unresolvable(GuardViolation::InvalidRequest {
                 field: field.to_owned(),
@@ -297,7 +297,7 @@ impl Snapshot {
             resource,
             resource_entity,
             caller_context,
-            caller_context_json: request.context.clone(),
+            caller_context_json: &request.context,
             chain,
             ignored_properties,
         })
@@ -357,7 +357,7 @@ impl Snapshot {
 
     fn decide_hop(
         &self,
-        resolved: &Resolved,
+        resolved: &Resolved<'_>,
         principal: &EntityUID,
         is_subject: bool,
         options: &DecideOptions,
@@ -683,7 +683,7 @@ impl Snapshot {
     /// `context.arbiter`: the time, the principal's live signals and the delegation chain.
     fn arbiter_context(
         &self,
-        resolved: &Resolved,
+        resolved: &Resolved<'_>,
         principal: &EntityUID,
         now: Timestamp,
         with_json: bool,

@@ -16,10 +16,14 @@ use cedar_policy_core::ast::{
 };
 use std::collections::HashMap;
 
+/// Index maps hash entity uids on every decision; foldhash (randomly seeded) is several times
+/// cheaper than the default SipHash, and the keys come from policies, not from callers.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Policies grouped by action, with those that do not constrain the action apart.
 #[derive(Debug, Default)]
 struct ActionBuckets {
-    by_action: HashMap<EntityUID, Vec<u32>>,
+    by_action: FastMap<EntityUID, Vec<u32>>,
     any_action: Vec<u32>,
 }
 
@@ -70,9 +74,9 @@ pub(crate) struct PolicyIndex {
 #[derive(Debug, Default)]
 struct ScopedBuckets {
     /// `== E`, `in E`, `is T in E`: reached from the entity itself or any descendant.
-    by_entity: HashMap<EntityUID, ActionBuckets>,
+    by_entity: FastMap<EntityUID, ActionBuckets>,
     /// `is T`: reached from any entity of the type.
-    by_type: HashMap<EntityType, ActionBuckets>,
+    by_type: FastMap<EntityType, ActionBuckets>,
 }
 
 impl ScopedBuckets {
