@@ -54,7 +54,10 @@ impl Gateway {
     pub async fn start(config: GatewayConfig, decider: Decider) -> Result<Self, UpstreamError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
-            upstreams.push(Upstream::connect(upstream).await?);
+            upstreams.push(
+                Upstream::connect(upstream, Duration::from_millis(config.upstream_timeout_ms))
+                    .await?,
+            );
         }
         let agents = config
             .agents

@@ -10,6 +10,7 @@ use rmcp::model::{Prompt, Resource, Tool};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::ServiceExt;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// An upstream server could not be reached or answered with an error.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub struct UpstreamError {
 pub(crate) struct Upstream {
     pub(crate) name: String,
     client: RunningService<RoleClient, ()>,
+    /// Bounds every list fetched from this server.
+    timeout: Duration,
     tools: RwLock<Arc<Vec<Tool>>>,
     resources: RwLock<Arc<Vec<Resource>>>,
     prompts: RwLock<Arc<Vec<Prompt>>>,
@@ -38,7 +41,20 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// Starts the command or connects to the URL, and runs MCP's initialisation.
-    pub(crate) async fn connect(config: &UpstreamConfig) -> Result<Self, UpstreamError> {
+    pub(crate) async fn connect(
+        config: &UpstreamConfig,
+        timeout: Duration,
+    ) -> Result<Self, UpstreamError> {
+        match tokio::time::timeout(timeout, Self::start(config, timeout)).await {
+            Ok(started) => started,
+            Err(_) => Err(UpstreamError {
+                server: config.name.clone(),
+                reason: format!("not initialised within {} ms", timeout.as_millis()),
+            }),
+        }
+    }
+
+    async fn start(config: &UpstreamConfig, timeout: Duration) -> Result<Self, UpstreamError> {
         let failed = |reason: String| UpstreamError {
             server: config.name.clone(),
             reason,
@@ -67,6 +83,7 @@ impl Upstream {
         Ok(Self {
             name: config.name.clone(),
             client,
+            timeout,
             tools: RwLock::default(),
             resources: RwLock::default(),
             prompts: RwLock::default(),
@@ -85,6 +102,16 @@ impl Upstream {
         }
     }
 
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, rmcp::ServiceError>>,
+    ) -> Result<T, UpstreamError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer.map_err(|err| self.error(err)),
+            Err(_) => Err(self.error(format!("no answer within {} ms", self.timeout.as_millis()))),
+        }
+    }
+
     fn capabilities(&self) -> Option<rmcp::model::ServerCapabilities> {
         self.peer()
             .peer_info()
@@ -96,12 +123,7 @@ impl Upstream {
         if self.capabilities().is_some_and(|caps| caps.tools.is_none()) {
             return Ok(Arc::default());
         }
-        let tools = Arc::new(
-            self.peer()
-                .list_all_tools()
-                .await
-                .map_err(|err| self.error(err))?,
-        );
+        let tools = Arc::new(self.bounded(self.peer().list_all_tools()).await?);
         *self
             .tools
             .write()
@@ -131,12 +153,7 @@ impl Upstream {
         {
             return Ok(Arc::default());
         }
-        let resources = Arc::new(
-            self.peer()
-                .list_all_resources()
-                .await
-                .map_err(|err| self.error(err))?,
-        );
+        let resources = Arc::new(self.bounded(self.peer().list_all_resources()).await?);
         *self
             .resources
             .write()
@@ -166,12 +183,7 @@ impl Upstream {
         {
             return Ok(Arc::default());
         }
-        let prompts = Arc::new(
-            self.peer()
-                .list_all_prompts()
-                .await
-                .map_err(|err| self.error(err))?,
-        );
+        let prompts = Arc::new(self.bounded(self.peer().list_all_prompts()).await?);
         *self
             .prompts
             .write()
