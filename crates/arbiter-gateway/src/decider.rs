@@ -208,7 +208,12 @@ impl Decider {
                         .await
                         .map(|answer| vec![answer]);
                 }
-                let body = json!({"evaluations": requests, "options": {"arbiter_context": true}});
+                // `arbiter_settle_approvals` asks the server not to open approval requests for a
+                // list; servers that do not know the option ignore it (see docs/gateway.md).
+                let body = json!({
+                    "evaluations": requests,
+                    "options": {"arbiter_context": true, "arbiter_settle_approvals": settle_approvals},
+                });
                 let answer = remote
                     .post("/access/v1/evaluations", &body, timeout)
                     .await?;

@@ -50,6 +50,9 @@ struct RunArgs {
     /// With `--data-dir`: where Arbiter's own API (administration, approvals) listens.
     #[arg(long, default_value = "127.0.0.1:8181")]
     arbiter_listen: SocketAddr,
+    /// With `--data-dir`: the Cedar schema `arbiter serve` was given (read at every start).
+    #[arg(long, short = 's', requires = "data_dir")]
+    schema: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,7 +133,7 @@ fn run_gateway(args: RunArgs) -> Result<ExitCode> {
                 Decider::Remote(RemoteArbiter::new(server, key)?)
             }
             (None, Some(data_dir)) => {
-                let state = open_in_process(data_dir)?;
+                let state = open_in_process(data_dir, args.schema.as_deref())?;
                 let listener = tokio::net::TcpListener::bind(args.arbiter_listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", args.arbiter_listen))?;
@@ -182,7 +185,23 @@ fn rmcp_stdio() -> (tokio::io::Stdin, tokio::io::Stdout) {
 
 /// The server's state over an existing data folder, with its decision log: the same store and
 /// log `arbiter serve` uses, so every decision is recorded there.
-fn open_in_process(data_dir: &std::path::Path) -> Result<Arc<AppState>> {
+fn open_in_process(
+    data_dir: &std::path::Path,
+    schema: Option<&std::path::Path>,
+) -> Result<Arc<AppState>> {
+    let schema = match schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read `{}`", path.display()))?;
+            let parsed = arbiter_engine::Schema::parse(&path.display().to_string(), &text)
+                .map_err(|errors| {
+                    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    anyhow!("invalid schema:\n{}", lines.join("\n"))
+                })?;
+            Some(parsed)
+        }
+        None => None,
+    };
     let database = data_dir.join("arbiter.sqlite3");
     if !database.is_file() {
         bail!(
@@ -195,7 +214,7 @@ fn open_in_process(data_dir: &std::path::Path) -> Result<Arc<AppState>> {
         .with_context(|| format!("cannot open `{}`", database.display()))?;
     let (state, new_keys) = AppState::open(
         Arc::new(store),
-        None,
+        schema,
         Bootstrap::default(),
         ServerConfig::default(),
         metrics_handle(),

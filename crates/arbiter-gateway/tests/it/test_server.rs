@@ -420,3 +420,48 @@ async fn several_upstreams_are_told_apart_by_prefix() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_held_call_that_a_person_denies_is_refused_naming_the_request() {
+    tokio::time::timeout(BOUND, async {
+        let (arbiter, tools, client) = setup("in-process", 20).await;
+        let refuser = async {
+            loop {
+                let (_, pending) = arbiter
+                    .send(
+                        "GET",
+                        "/admin/v1/approvals?state=pending",
+                        arbiter_server::Role::Approver,
+                        None,
+                    )
+                    .await;
+                if let Some(id) = pending["approvals"][0]["id"].as_str() {
+                    let (status, body) = arbiter
+                        .send(
+                            "POST",
+                            &format!("/admin/v1/approvals/{id}/deny"),
+                            arbiter_server::Role::Approver,
+                            Some(json!({"reason": "not this customer"})),
+                        )
+                        .await;
+                    assert_eq!(status, 200, "{body}");
+                    return id.to_owned();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        let (answer, id) = tokio::join!(
+            call(&client, "delete_record", json!({"id": "c-1"})),
+            refuser
+        );
+        let error = answer.unwrap_err();
+        assert_eq!(error.code.0, APPROVAL_REQUIRED, "{error:?}");
+        assert!(
+            error.message.contains(&format!("request {id} is denied")),
+            "{error:?}"
+        );
+        assert_eq!(tools.reached(), 0);
+    })
+    .await
+    .unwrap();
+}
