@@ -33,6 +33,10 @@ enum Command {
     Keys(command::keys::KeysArgs),
     /// The server's change feed: who changed what, when and why.
     Changes(command::changes::ChangesArgs),
+    /// Runtime controls on a server: observe, require approval, downgrade, quarantine; list; lift.
+    Controls(command::controls::ControlsArgs),
+    /// Quarantine an identity, owner, tool or MCP server on a server (all but `--safe-action`s denied).
+    Quarantine(command::controls::QuarantineArgs),
     /// Approval requests on a server: list, show (and wait), approve, deny.
     Approvals(command::approvals::ApprovalsArgs),
     /// The decision log on a server: search, show, export, follow, prove.
@@ -41,6 +45,10 @@ enum Command {
     Audit(command::audit::AuditArgs),
     /// Decide logged decisions again on the state they were made on and report any that differ; with candidate policies, what they would change.
     Replay(command::replay::ReplayArgs),
+    /// Trust debt: identities ranked by score, findings mapped to the OWASP NHI Top 10 with evidence and fixes, least-privilege suggestions checked by replay (`apply` applies one); `--json`, `--html FILE`.
+    Debt(command::debt::DebtArgs),
+    /// The MCP gateway: agents reach tools only through Arbiter's decisions (`run`, `token`).
+    Gateway(command::gateway::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,7 +65,11 @@ fn main() -> ExitCode {
         Command::Replay(args) => command::replay::run(args),
         Command::Decisions(args) => command::decisions::run(args),
         Command::Approvals(args) => command::approvals::run(args),
+        Command::Controls(args) => command::controls::run(args),
+        Command::Quarantine(args) => command::controls::run_quarantine(args),
         Command::Audit(args) => command::audit::run(args),
+        Command::Debt(args) => command::debt::run(args),
+        Command::Gateway(args) => command::gateway::run(args),
     };
     match result {
         Ok(code) => code,

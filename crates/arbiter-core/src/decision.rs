@@ -112,6 +112,29 @@ pub enum GuardViolation {
         /// owner's lifecycle.
         state: String,
     },
+    /// A runtime control contains the principal (or its owner, sponsor or holder) or the
+    /// resource: quarantined outside its safe actions, or its overlay is not in the policy set.
+    Contained {
+        /// The control.
+        control: String,
+        /// What it was placed on.
+        target: EntityRef,
+        /// How hard.
+        level: crate::ControlLevel,
+        /// Why it was placed.
+        reason: String,
+    },
+    /// A downgrade control's overlay forbids the request.
+    Downgraded {
+        /// The control.
+        control: String,
+        /// What it was placed on.
+        target: EntityRef,
+        /// The overlay.
+        overlay: String,
+        /// The overlay policy that forbids it (or failed to evaluate, which also denies).
+        policy: String,
+    },
     /// The delegation chain is longer than allowed.
     DelegationTooLong {
         /// Hops in the request, counting the subject.
@@ -239,6 +262,9 @@ pub struct HopTrace {
     pub errors: Vec<DecisionError>,
     /// How many policies the index selected for evaluation (out of all loaded).
     pub candidates: usize,
+    /// Runtime controls that took part (observed, required approval, downgraded, contained).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<crate::AppliedControl>,
     /// The condition-level explanation.
     pub explanation: Explanation,
 }

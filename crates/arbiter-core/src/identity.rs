@@ -271,4 +271,7 @@ pub struct InventoryDocument {
     /// Live signals, keyed by the identity they describe.
     #[serde(default)]
     pub signals: Vec<crate::Signal>,
+    /// Runtime controls in force (graduated containment).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub controls: Vec<crate::Control>,
 }

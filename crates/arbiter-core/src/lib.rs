@@ -4,12 +4,14 @@
 //! This crate is pure data: no I/O, no clock, no Cedar. Every other crate speaks these types, so
 //! they are kept small and serde-friendly; the engine maps them to Cedar entities.
 
+mod control;
 mod decision;
 mod identity;
 mod request;
 mod signal;
 mod strict_json;
 
+pub use control::{AppliedControl, Control, ControlLevel};
 pub use decision::{
     ConditionOutcome, ConditionTrace, Decision, DecisionError, DeterminingPolicy, Effect,
     Explanation, GuardViolation, HopTrace, Outcome, PolicyTrace, PolicyTraceRole, SeenValue,

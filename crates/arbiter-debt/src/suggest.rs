@@ -130,12 +130,7 @@ pub fn propose(
     limit: usize,
 ) -> Result<Vec<Suggestion>, DebtError> {
     // A group-scoped permit is removed only if no grantee at all used it.
-    let used_by_anyone: HashSet<String> = report
-        .figures
-        .keys()
-        .flat_map(|entity| usage.used_policies(entity))
-        .map(|(policy, _)| policy)
-        .collect();
+    let used_by_anyone: HashSet<&str> = usage.all_used_policies().into_iter().collect();
     let mut suggestions: Vec<Suggestion> = Vec::new();
     let mut seen = HashSet::new();
     let ranked: Vec<&str> = report
@@ -165,7 +160,7 @@ pub fn propose(
         for grant in &grants.grants {
             if unused.contains(grant.id.as_str()) {
                 // A group-scoped permit is removed only if no grantee at all used it.
-                if !grant.direct && used_by_anyone.contains(&grant.id) {
+                if !grant.direct && used_by_anyone.contains(grant.id.as_str()) {
                     continue;
                 }
                 changes.push(SuggestionChange::RemovePolicy {

@@ -249,6 +249,18 @@ impl Usage {
         used
     }
 
+    /// Every policy that determined an allow of anyone in the window, sorted.
+    pub fn all_used_policies(&self) -> Vec<&str> {
+        let used: HashSet<Name> = self
+            .principals
+            .values()
+            .flat_map(|usage| usage.policy_actions.keys().copied())
+            .collect();
+        let mut names: Vec<&str> = used.into_iter().map(|name| self.names.name(name)).collect();
+        names.sort_unstable();
+        names
+    }
+
     /// Resources `entity` was decided on in the window, sorted.
     pub fn resources(&self, entity: &str) -> Vec<&str> {
         self.names_of(entity, |usage| &usage.resources)

@@ -3,6 +3,10 @@
 //!
 //! `decide` never fails: every error becomes a deny that says why.
 
+// `Unresolvable` carries the guard that denies the request. It is built at most once per
+// decision, on the failure path, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err, reason = "see the comment above")]
+
 use crate::explain::{explain_policy, first_failure, nearest_misses};
 use crate::index::IndexQuery;
 use crate::inventory::{collect_uids, diagnostic_text, from_uid, to_uid, StoredEntity};
@@ -10,8 +14,9 @@ use crate::policies::CompiledPolicy;
 use crate::reach::Reach;
 use crate::snapshot::Snapshot;
 use arbiter_core::{
-    Decision, DecisionError, DecisionRequest, DeterminingPolicy, Effect, EntityRef, Explanation,
-    GuardViolation, HopTrace, Lifecycle, Outcome, PolicyTraceRole, SnapshotInfo, Timestamp,
+    AppliedControl, Control, ControlLevel, Decision, DecisionError, DecisionRequest,
+    DeterminingPolicy, Effect, EntityRef, Explanation, GuardViolation, HopTrace, Lifecycle,
+    Outcome, PolicyTraceRole, SnapshotInfo, Timestamp,
 };
 use cedar_policy_core::ast::{
     Context, Eid, Entity, EntityType, EntityUID, EntityUIDEntry, ExtensionFunction, Literal, Name,
@@ -75,6 +80,9 @@ struct Evaluation {
     candidates: Vec<u32>,
     satisfied: Vec<u32>,
     errors: Vec<(u32, String)>,
+    /// Overlay policies (from downgrade controls) that forbid the request or failed to
+    /// evaluate, with the error if any: either way the request is denied.
+    overlay_hits: Vec<(u32, Option<String>)>,
 }
 
 /// The request's fixed parts, resolved once and shared by every hop.
@@ -113,6 +121,7 @@ impl Snapshot {
                     determining: Vec::new(),
                     errors: Vec::new(),
                     candidates: 0,
+                    controls: Vec::new(),
                     explanation: Explanation::default(),
                 };
                 return self.finish(options, vec![hop], Vec::new(), Json::Null);
@@ -168,6 +177,7 @@ impl Snapshot {
                 &resource,
                 None,
                 Context::Value(Arc::new(context)),
+                &[],
             )
             .map_err(|Unresolvable(guard)| format!("{guard:?}"))?;
         let ids = |effect: Effect| -> Vec<String> {
@@ -375,6 +385,52 @@ impl Snapshot {
         if let Some(guard) = self.guard(principal, options.now) {
             return (guard_hop(principal, guard), context_json);
         }
+        let controls = self.controls_for(principal, resolved, options.now);
+        let applied: Vec<AppliedControl> = controls
+            .iter()
+            .map(|(target, control)| AppliedControl {
+                id: control.id.clone(),
+                target: from_uid(target),
+                level: control.level,
+                reason: control.reason.clone(),
+            })
+            .collect();
+        let contained = |guard: GuardViolation| {
+            let mut hop = guard_hop(principal, guard);
+            hop.controls = applied.clone();
+            hop
+        };
+        // Quarantine first: outside its safe actions nothing is evaluated.
+        let action_name = resolved.action.eid().escaped();
+        if let Some((target, control)) = controls.iter().find(|(_, control)| {
+            control.level == ControlLevel::Quarantine
+                && !control
+                    .safe_actions
+                    .iter()
+                    .any(|safe| safe.as_str() == action_name.as_str())
+        }) {
+            return (contained(contained_guard(target, control)), context_json);
+        }
+        let mut overlay: Vec<u32> = Vec::new();
+        let mut overlay_owner: Vec<(u32, &EntityUID, &Control)> = Vec::new();
+        for (target, control) in controls
+            .iter()
+            .filter(|(_, control)| control.level == ControlLevel::Downgrade)
+        {
+            // A downgrade whose overlay is not in the active policy set (rolled back, renamed)
+            // cannot be applied as meant: fail closed.
+            let Some(policies) = control
+                .overlay
+                .as_ref()
+                .and_then(|name| self.policies.overlays.get(name))
+            else {
+                return (contained(contained_guard(target, control)), context_json);
+            };
+            for idx in policies {
+                overlay.push(*idx);
+                overlay_owner.push((*idx, target, control));
+            }
+        }
         let mut context = resolved.caller_context.clone();
         context.insert("arbiter".into(), arbiter_value);
         let local = if is_subject {
@@ -382,7 +438,7 @@ impl Snapshot {
         } else {
             None
         };
-        let evaluation = match self.evaluate(
+        let mut evaluation = match self.evaluate(
             principal,
             local,
             &resolved.action,
@@ -390,11 +446,120 @@ impl Snapshot {
             &resolved.resource,
             resolved.resource_entity.clone(),
             Context::Value(Arc::new(context)),
+            &overlay,
         ) {
             Ok(evaluation) => evaluation,
-            Err(Unresolvable(guard)) => return (guard_hop(principal, guard), context_json),
+            Err(Unresolvable(guard)) => return (contained(guard), context_json),
         };
-        (self.judge(principal, evaluation, options), context_json)
+        let overlay_hits = std::mem::take(&mut evaluation.overlay_hits);
+        let mut hop = self.judge(principal, evaluation, options);
+        hop.controls = applied;
+        if let Some((idx, error)) = overlay_hits.first() {
+            if let Some((_, target, control)) =
+                overlay_owner.iter().find(|(owned, _, _)| owned == idx)
+            {
+                let policy = self.policy(*idx).map(|policy| policy.id.clone());
+                hop.outcome = Outcome::Deny;
+                hop.guard = Some(GuardViolation::Downgraded {
+                    control: control.id.clone(),
+                    target: from_uid(target),
+                    overlay: control.overlay.clone().unwrap_or_default(),
+                    policy: policy.unwrap_or_default(),
+                });
+                if let Some(error) = error {
+                    hop.errors.push(DecisionError {
+                        policy: self.policy(*idx).map(|policy| policy.id.clone()),
+                        message: error.clone(),
+                    });
+                }
+                hop.determining = self
+                    .policy(*idx)
+                    .map(determining_policy)
+                    .into_iter()
+                    .collect();
+            }
+        }
+        if hop.outcome == Outcome::Allow
+            && controls
+                .iter()
+                .any(|(_, control)| control.level == ControlLevel::RequireApproval)
+        {
+            hop.outcome = Outcome::ApprovalRequired;
+        }
+        (hop, context_json)
+    }
+
+    /// The active controls that bear on this hop: on the principal; on its owner (an owner's
+    /// controls reach what it owns), its sponsor (when containment cascades to sponsored
+    /// identities) and, for a credential, its holder; on the resource and its ancestors (an MCP
+    /// server's controls reach its tools). Strongest first.
+    fn controls_for<'s>(
+        &'s self,
+        principal: &'s EntityUID,
+        resolved: &'s Resolved<'_>,
+        now: Timestamp,
+    ) -> Vec<(&'s EntityUID, &'s Control)> {
+        let orphan_control = self.orphan_control.as_deref();
+        if !self.inventory.has_controls() && orphan_control.is_none() {
+            return Vec::new();
+        }
+        let mut found: Vec<(&EntityUID, &Control)> = Vec::new();
+        if let Some(orphan_control) = orphan_control {
+            let governance = self
+                .inventory
+                .get(principal)
+                .and_then(|stored| stored.governance.as_ref());
+            let holder = governance
+                .and_then(|governance| governance.credential.as_ref())
+                .and_then(|credential| self.inventory.get(&credential.holder))
+                .and_then(|stored| stored.governance.as_ref());
+            if governance
+                .into_iter()
+                .chain(holder)
+                .any(|governance| self.orphan_downgraded(governance))
+            {
+                found.push((principal, orphan_control));
+            }
+        }
+        let mut targets: Vec<&EntityUID> = vec![principal];
+        if let Some(governance) = self
+            .inventory
+            .get(principal)
+            .and_then(|stored| stored.governance.as_ref())
+        {
+            targets.extend(governance.owner.iter());
+            if self.config.contain_sponsored {
+                targets.extend(governance.sponsor.iter());
+            }
+            if let Some(credential) = &governance.credential {
+                targets.push(&credential.holder);
+                if let Some(holder) = self
+                    .inventory
+                    .get(&credential.holder)
+                    .and_then(|stored| stored.governance.as_ref())
+                {
+                    targets.extend(holder.owner.iter());
+                }
+            }
+        }
+        targets.push(&resolved.resource);
+        let resource_entity = self
+            .inventory
+            .get(&resolved.resource)
+            .map(|stored| &stored.entity)
+            .or(resolved.resource_entity.as_ref());
+        if let Some(entity) = resource_entity {
+            targets.extend(entity.ancestors());
+        }
+        for target in targets {
+            for control in self.inventory.controls_on(target) {
+                if control.is_active(now) && !found.iter().any(|(_, seen)| seen.id == control.id) {
+                    found.push((target, control));
+                }
+            }
+        }
+        found.sort_by_key(|(_, control)| std::cmp::Reverse(control.level));
+        found
     }
 
     /// Built-in guards: unknown principals and inactive identities are denied whatever the policies say.
@@ -481,18 +646,7 @@ impl Snapshot {
         let answers_to_owner = governance.kind.is_non_human()
             && governance.kind != arbiter_core::IdentityKind::Credential;
         if self.config.orphans == crate::OrphanRule::Deny && answers_to_owner {
-            let state = match &governance.owner {
-                None => Some("none".to_owned()),
-                Some(owner) => match state_of(owner) {
-                    (None, _) => Some("not in the inventory".to_owned()),
-                    (Some(_), Some(kind)) if kind != arbiter_core::IdentityKind::Human => {
-                        Some("not a human".to_owned())
-                    }
-                    (Some(_), None) => Some("not a human".to_owned()),
-                    (Some(Lifecycle::Active), Some(_)) => None,
-                    (Some(lifecycle), Some(_)) => Some(lifecycle.as_str().to_owned()),
-                },
-            };
+            let state = self.orphan_state(governance);
             if let Some(state) = state {
                 return Some(GuardViolation::Orphaned {
                     entity: from_uid(principal),
@@ -502,6 +656,34 @@ impl Snapshot {
             }
         }
         None
+    }
+
+    /// Why an identity's owner does not count (`none`, `not in the inventory`, `not a human`,
+    /// or the owner's lifecycle); `None` when it has an active human owner.
+    fn orphan_state(&self, governance: &crate::inventory::Governance) -> Option<String> {
+        let Some(owner) = &governance.owner else {
+            return Some("none".to_owned());
+        };
+        let Some(stored) = self.inventory.get(owner) else {
+            return Some("not in the inventory".to_owned());
+        };
+        match &stored.governance {
+            // A plain Cedar entity carries no governance facts, so it is not a known human.
+            None => Some("not a human".to_owned()),
+            Some(owner) if owner.kind != arbiter_core::IdentityKind::Human => {
+                Some("not a human".to_owned())
+            }
+            Some(owner) if owner.lifecycle == Lifecycle::Active => None,
+            Some(owner) => Some(owner.lifecycle.as_str().to_owned()),
+        }
+    }
+
+    /// Whether the orphan rule downgrades this identity (a non-human, non-credential identity
+    /// without an active human owner; a credential answers to its holder).
+    fn orphan_downgraded(&self, governance: &crate::inventory::Governance) -> bool {
+        let answers_to_owner = governance.kind.is_non_human()
+            && governance.kind != arbiter_core::IdentityKind::Credential;
+        answers_to_owner && self.orphan_state(governance).is_some()
     }
 
     /// Cedar evaluation of the candidate policies over the request's entity slice.
@@ -515,6 +697,7 @@ impl Snapshot {
         resource: &EntityUID,
         resource_local: Option<Arc<Entity>>,
         context: Context,
+        overlay: &[u32],
     ) -> Result<Evaluation, Unresolvable> {
         let principal_stored = self.inventory.get(principal);
         let resource_stored = self.inventory.get(resource);
@@ -545,6 +728,7 @@ impl Snapshot {
             [principal_entity, Some(action_entity), resource_entity],
             &context,
             &candidates,
+            overlay,
         )?;
         let request = Request::new_unchecked(
             EntityUIDEntry::known(principal.clone(), None),
@@ -568,12 +752,28 @@ impl Snapshot {
                 Err(err) => errors.push((policy_idx, err.to_string())),
             }
         }
+        let mut overlay_hits = Vec::new();
+        for &policy_idx in overlay {
+            let Some(policy) = self.policy(policy_idx) else {
+                continue;
+            };
+            match evaluator.interpret(&policy.condition, policy.policy.env()) {
+                Ok(value) => match as_bool(&value) {
+                    Some(true) => overlay_hits.push((policy_idx, None)),
+                    Some(false) => {}
+                    None => overlay_hits
+                        .push((policy_idx, Some("condition is not a boolean".to_owned()))),
+                },
+                Err(err) => overlay_hits.push((policy_idx, Some(err.to_string()))),
+            }
+        }
         Ok(Evaluation {
             request,
             slice,
             candidates,
             satisfied,
             errors,
+            overlay_hits,
         })
     }
 
@@ -587,10 +787,12 @@ impl Snapshot {
         roots: [Option<&Arc<Entity>>; 3],
         context: &Context,
         candidates: &[u32],
+        overlay: &[u32],
     ) -> Result<Entities, Unresolvable> {
         let max = self.config.max_slice_entities;
         let limit = candidates
             .iter()
+            .chain(overlay)
             .filter_map(|idx| self.policy(*idx))
             .map(|policy| match policy.reach {
                 Reach::Within(distance) => distance,
@@ -638,7 +840,7 @@ impl Snapshot {
             }
         }
         let mut frontier: Vec<&EntityUID> = context_uids.iter().collect();
-        for policy_idx in candidates {
+        for policy_idx in candidates.iter().chain(overlay) {
             if let Some(policy) = self.policy(*policy_idx) {
                 frontier.extend(policy.literal_refs.iter());
             }
@@ -887,6 +1089,7 @@ impl Snapshot {
                 .collect(),
             errors,
             candidates: evaluation.candidates.len(),
+            controls: Vec::new(),
             explanation,
         }
     }
@@ -1004,7 +1207,18 @@ fn guard_hop(principal: &EntityUID, guard: GuardViolation) -> HopTrace {
         determining: Vec::new(),
         errors: Vec::new(),
         candidates: 0,
+        controls: Vec::new(),
         explanation: Explanation::default(),
+    }
+}
+
+/// The deny of a quarantine (outside its safe actions) or of a downgrade that cannot apply.
+fn contained_guard(target: &EntityUID, control: &Control) -> GuardViolation {
+    GuardViolation::Contained {
+        control: control.id.clone(),
+        target: from_uid(target),
+        level: control.level,
+        reason: control.reason.clone(),
     }
 }
 
@@ -1016,8 +1230,24 @@ fn determining_policy(policy: &CompiledPolicy) -> DeterminingPolicy {
     }
 }
 
-/// The administrator's and the end user's reason for one hop's outcome.
+/// The administrator's and the end user's reason for one hop's outcome, naming any control
+/// that only observes it.
 fn reasons(hop: &HopTrace) -> (String, String) {
+    let (mut admin, user) = outcome_reasons(hop);
+    for control in hop
+        .controls
+        .iter()
+        .filter(|control| control.level == ControlLevel::Observe)
+    {
+        admin.push_str(&format!(
+            " (observed: control `{}` on `{}`: {})",
+            control.id, control.target, control.reason
+        ));
+    }
+    (admin, user)
+}
+
+fn outcome_reasons(hop: &HopTrace) -> (String, String) {
     if let Some(guard) = &hop.guard {
         return guard_reasons(guard);
     }
@@ -1035,6 +1265,22 @@ fn reasons(hop: &HopTrace) -> (String, String) {
     };
     match hop.outcome {
         Outcome::Allow => (format!("allowed by {}", ids()), "allowed".to_owned()),
+        Outcome::ApprovalRequired if annotation("approval").is_none() => {
+            let control = hop
+                .controls
+                .iter()
+                .find(|control| control.level == ControlLevel::RequireApproval);
+            let (id, why) = control.map_or(("?", ""), |control| {
+                (control.id.as_str(), control.reason.as_str())
+            });
+            (
+                format!(
+                    "approval required by control `{id}` (allowed by {}): {why}",
+                    ids()
+                ),
+                format!("this needs a human's approval: {why}"),
+            )
+        }
         Outcome::ApprovalRequired => {
             let why = annotation("approval").unwrap_or_default();
             (
@@ -1071,6 +1317,37 @@ fn reasons(hop: &HopTrace) -> (String, String) {
 
 fn guard_reasons(guard: &GuardViolation) -> (String, String) {
     match guard {
+        GuardViolation::Contained {
+            control,
+            target,
+            level,
+            reason,
+        } => (
+            match level {
+                ControlLevel::Quarantine => format!(
+                    "denied: control `{control}` quarantines `{target}` and this action is not \
+                     in its safe set: {reason}"
+                ),
+                _ => format!(
+                    "denied: control `{control}` ({}) on `{target}` cannot apply (its overlay is \
+                     not in the active policy set), so it fails closed: {reason}",
+                    level.as_str()
+                ),
+            },
+            "denied: this identity or resource is contained".to_owned(),
+        ),
+        GuardViolation::Downgraded {
+            control,
+            target,
+            overlay,
+            policy,
+        } => (
+            format!(
+                "denied: control `{control}` downgrades `{target}` to overlay `{overlay}`, whose \
+                 policy `{policy}` forbids this"
+            ),
+            format!("denied: this identity is restricted ({overlay})"),
+        ),
         GuardViolation::UnknownPrincipal { entity } => (
             format!("denied: unknown principal `{entity}` (not in the inventory)"),
             "denied: unknown identity".to_owned(),

@@ -142,6 +142,10 @@ impl PolicyIndex {
             let Ok(policy_idx) = u32::try_from(policy_idx) else {
                 break;
             };
+            // Overlay policies apply only through a downgrade control, never as candidates.
+            if policy.overlay.is_some() {
+                continue;
+            }
             let template = policy.policy.template();
             let action = template.action_constraint();
             let principal = template.principal_constraint();

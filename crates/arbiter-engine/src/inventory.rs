@@ -8,8 +8,8 @@
 
 use crate::schema::Schema;
 use arbiter_core::{
-    json_type, EntityRef, Group, Identity, IdentityKind, InventoryDocument, Lifecycle, Resource,
-    Signal, Timestamp,
+    json_type, Control, EntityRef, Group, Identity, IdentityKind, InventoryDocument, Lifecycle,
+    Resource, Signal, Timestamp,
 };
 use cedar_policy_core::ast::{
     Eid, Entity, EntityType, EntityUID, Literal, Name, PartialValue, Value, ValueKind,
@@ -92,6 +92,9 @@ pub struct Inventory {
     /// repairing its descendants' ancestor sets; for any other entity the change is local.
     parents_in_use: UidSet,
     signals: UidMap<Arc<BTreeMap<String, Signal>>>,
+    /// Runtime controls by target. Kept for targets that are not (or no longer) in the
+    /// inventory too, like signals: a control placed on a departed owner still applies.
+    controls: UidMap<Arc<[Control]>>,
     version: u64,
 }
 
@@ -151,6 +154,65 @@ impl Inventory {
 
     pub(crate) fn signals_of(&self, uid: &EntityUID) -> Option<&Arc<BTreeMap<String, Signal>>> {
         self.signals.get(uid)
+    }
+
+    /// Controls placed on `uid` (active or expired; the decision checks expiry).
+    pub(crate) fn controls_on(&self, uid: &EntityUID) -> &[Control] {
+        self.controls
+            .get(uid)
+            .map_or(&[], |controls| controls.as_ref())
+    }
+
+    /// Whether any control is placed at all: most deployments have none, and then a decision
+    /// skips looking.
+    pub(crate) fn has_controls(&self) -> bool {
+        !self.controls.is_empty()
+    }
+
+    /// Every control placed, for listing.
+    pub fn controls(&self) -> impl Iterator<Item = &Control> {
+        self.controls.values().flat_map(|controls| controls.iter())
+    }
+
+    /// Places a control, or replaces the one with the same id. O(log n).
+    pub fn set_control(&mut self, control: Control) -> Result<(), InventoryError> {
+        if control.id.is_empty() {
+            return Err(InventoryError("a control needs an id".to_owned()));
+        }
+        let uid = to_uid(&control.target)?;
+        let mut controls: Vec<Control> = self
+            .controls_on(&uid)
+            .iter()
+            .filter(|existing| existing.id != control.id)
+            .cloned()
+            .collect();
+        controls.push(control);
+        self.controls.insert(uid, controls.into());
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Lifts a control; returns it, or `None` if no control has that id.
+    pub fn lift_control(&mut self, id: &str) -> Option<Control> {
+        let (uid, lifted) = self.controls.iter().find_map(|(uid, controls)| {
+            controls
+                .iter()
+                .find(|control| control.id == id)
+                .map(|control| (uid.clone(), control.clone()))
+        })?;
+        let rest: Vec<Control> = self
+            .controls_on(&uid)
+            .iter()
+            .filter(|control| control.id != id)
+            .cloned()
+            .collect();
+        if rest.is_empty() {
+            self.controls.remove(&uid);
+        } else {
+            self.controls.insert(uid, rest.into());
+        }
+        self.version += 1;
+        Some(lifted)
     }
 
     /// Changes an identity's lifecycle. O(log n): only that identity's entry is replaced.
@@ -408,6 +470,7 @@ pub struct InventoryBuilder {
     entity_json: Vec<Json>,
     governance: HashMap<EntityRef, Governance>,
     signals: Vec<Signal>,
+    controls: Vec<Control>,
 }
 
 impl InventoryBuilder {
@@ -450,6 +513,7 @@ impl InventoryBuilder {
             check_signal(signal)?;
             self.signals.push(signal.clone());
         }
+        self.controls.extend(document.controls.iter().cloned());
         Ok(self)
     }
 
@@ -472,6 +536,9 @@ impl InventoryBuilder {
         }
         for signal in self.signals {
             inventory.set_signal(signal)?;
+        }
+        for control in self.controls {
+            inventory.set_control(control)?;
         }
         inventory.version = 1;
         Ok(inventory)

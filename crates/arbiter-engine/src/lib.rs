@@ -30,9 +30,9 @@ pub use inventory::{
     InventoryError, RESERVED_ATTRIBUTES,
 };
 pub use policies::{
-    PolicyError, PolicySet, PolicySource, APPROVAL_ANNOTATION, ID_ANNOTATION, REASON_ANNOTATION,
-    REQUIRES_SIGNALS_ANNOTATION,
+    PolicyError, PolicySet, PolicySource, APPROVAL_ANNOTATION, ID_ANNOTATION, OVERLAY_ANNOTATION,
+    REASON_ANNOTATION, REQUIRES_SIGNALS_ANNOTATION,
 };
 pub use schema::Schema;
-pub use snapshot::{EngineConfig, OrphanRule, Snapshot, SnapshotCell};
+pub use snapshot::{EngineConfig, OrphanRule, Snapshot, SnapshotCell, ORPHAN_RULE_CONTROL};
 pub use source_error::SourceError;

@@ -21,6 +21,9 @@ pub const REASON_ANNOTATION: &str = "reason";
 pub const REQUIRES_SIGNALS_ANNOTATION: &str = "requires_signals";
 /// Annotation naming a policy; used as its id instead of the position-based default.
 pub const ID_ANNOTATION: &str = "id";
+/// Marks a forbid policy as part of a named restricted overlay: it applies only to what a
+/// `downgrade` control places under that overlay, never otherwise.
+pub const OVERLAY_ANNOTATION: &str = "overlay";
 
 /// One policy file's text and the name to report errors against.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ pub(crate) struct CompiledPolicy {
     pub(crate) literal_refs: Vec<EntityUID>,
     /// How far from the request's entities the policy reads: bounds the slice.
     pub(crate) reach: Reach,
+    /// The overlay this policy belongs to (`@overlay`); such policies are not indexed.
+    pub(crate) overlay: Option<String>,
 }
 
 /// A validated, compiled, indexed policy set. Immutable; a change is a new `PolicySet`.
@@ -55,6 +60,8 @@ pub(crate) struct CompiledPolicy {
 pub struct PolicySet {
     pub(crate) policies: Vec<CompiledPolicy>,
     pub(crate) index: PolicyIndex,
+    /// Overlay name to its forbid policies.
+    pub(crate) overlays: BTreeMap<String, Vec<u32>>,
     digest: String,
     version: u64,
     sources: Vec<PolicySource>,
@@ -108,16 +115,37 @@ impl PolicySet {
                     ));
                     continue;
                 }
-                policies.push(compile_policy(policy, id));
+                let compiled = compile_policy(policy, id);
+                if compiled.overlay.is_some() && compiled.effect != Effect::Forbid {
+                    // An overlay only restricts; a permit in one would grant what a downgrade
+                    // is meant to take away.
+                    errors.push(SourceError::without_location(
+                        &source.name,
+                        format!(
+                            "policy `{}` is in an overlay (`@overlay`) but is not a forbid: \
+                             overlays can only restrict",
+                            compiled.id
+                        ),
+                    ));
+                    continue;
+                }
+                policies.push(compiled);
             }
         }
         if !errors.is_empty() {
             return Err(PolicyError { errors });
         }
         let index = PolicyIndex::build(&policies);
+        let mut overlays: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for (idx, policy) in policies.iter().enumerate() {
+            if let (Some(name), Ok(idx)) = (&policy.overlay, u32::try_from(idx)) {
+                overlays.entry(name.clone()).or_default().push(idx);
+            }
+        }
         Ok(Self {
             policies,
             index,
+            overlays,
             digest: digest(&sources),
             version,
             sources,
@@ -129,10 +157,21 @@ impl PolicySet {
         Self {
             policies: Vec::new(),
             index: PolicyIndex::build(&[]),
+            overlays: BTreeMap::new(),
             digest: digest(&[]),
             version: 0,
             sources: Vec::new(),
         }
+    }
+
+    /// Whether an overlay of this name exists (for checking a `downgrade` before placing it).
+    pub fn has_overlay(&self, name: &str) -> bool {
+        self.overlays.contains_key(name)
+    }
+
+    /// The overlays' names.
+    pub fn overlay_names(&self) -> impl Iterator<Item = &str> {
+        self.overlays.keys().map(String::as_str)
     }
 
     /// Number of policies.
@@ -262,7 +301,9 @@ fn compile_policy(policy: &ast::Policy, id: String) -> CompiledPolicy {
         .map(entity_literals)
         .unwrap_or_default();
     let condition = policy.condition();
+    let overlay = annotations.get(OVERLAY_ANNOTATION).cloned();
     CompiledPolicy {
+        overlay,
         id,
         effect,
         reach: reach_of(&condition),

@@ -27,13 +27,22 @@ pub struct EngineConfig {
 
 /// What to do with an orphaned non-human identity: one whose accountable owner is missing,
 /// offboarded, contained, or not a human.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OrphanRule {
     /// Deny every decision it asks for until it has an owner again (fail closed).
     Deny,
     /// Let it act; it is reported as orphaned trust debt.
     Allow,
+    /// Let it act under a restricted overlay (`@overlay("…")` forbid policies) until it has an
+    /// owner again, as if a `downgrade` control were placed on it.
+    Downgrade {
+        /// The overlay's name.
+        overlay: String,
+    },
 }
+
+/// The id under which the orphan rule's downgrade shows in decisions.
+pub const ORPHAN_RULE_CONTROL: &str = "orphan-rule";
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -60,6 +69,8 @@ pub struct Snapshot {
     pub(crate) entity_types: Arc<HashMap<String, EntityType>>,
     /// The store's change-feed position this snapshot reflects; set by whoever loads it.
     pub(crate) change_seq: u64,
+    /// `OrphanRule::Downgrade` as a control, built once.
+    pub(crate) orphan_control: Option<Arc<arbiter_core::Control>>,
 }
 
 impl Snapshot {
@@ -74,6 +85,22 @@ impl Snapshot {
         for entity_type in inventory.entity_types() {
             entity_types.insert(entity_type.to_string(), entity_type);
         }
+        let orphan_control = match &config.orphans {
+            OrphanRule::Downgrade { overlay } => Some(Arc::new(arbiter_core::Control {
+                id: ORPHAN_RULE_CONTROL.to_owned(),
+                target: arbiter_core::EntityRef::new("Arbiter::Rule", ORPHAN_RULE_CONTROL),
+                level: arbiter_core::ControlLevel::Downgrade,
+                overlay: Some(overlay.clone()),
+                safe_actions: Vec::new(),
+                reason:
+                    "its owner is not an active human: downgraded until a new owner is assigned"
+                        .to_owned(),
+                placed_by: "engine configuration".to_owned(),
+                placed_at: 0,
+                expires_at: None,
+            })),
+            OrphanRule::Deny | OrphanRule::Allow => None,
+        };
         Self {
             policies: Arc::new(policies),
             inventory,
@@ -81,6 +108,7 @@ impl Snapshot {
             config,
             entity_types: Arc::new(entity_types),
             change_seq: 0,
+            orphan_control,
         }
     }
 

@@ -86,6 +86,8 @@ struct Document {
     groups: BTreeMap<EntityRef, Group>,
     resources: BTreeMap<EntityRef, Resource>,
     signals: BTreeMap<(EntityRef, String), Signal>,
+    /// Runtime controls in force, by id.
+    controls: BTreeMap<String, arbiter_core::Control>,
     /// Direct parent to the entities naming it.
     members: HashMap<EntityRef, BTreeSet<Member>>,
 }
@@ -117,6 +119,7 @@ impl Document {
             groups: self.groups.values().cloned().collect(),
             resources: self.resources.values().cloned().collect(),
             signals: self.signals.values().cloned().collect(),
+            controls: self.controls.values().cloned().collect(),
         }
     }
 }
@@ -306,6 +309,19 @@ impl<'a> StateWalker<'a> {
             change_kind::SIGNAL_PUT => {
                 let signal: Signal = image(event, "after")?;
                 self.put_signal(signal);
+            }
+            change_kind::CONTROL_PLACE => {
+                let control: arbiter_core::Control = image(event, "after")?;
+                self.live_change(|inventory| inventory.set_control(control.clone()));
+                self.document.controls.insert(control.id.clone(), control);
+            }
+            change_kind::CONTROL_LIFT => {
+                let control: arbiter_core::Control = image(event, "before")?;
+                self.live_change(|inventory| {
+                    inventory.lift_control(&control.id);
+                    Ok(())
+                });
+                self.document.controls.remove(&control.id);
             }
             // Policy versions are looked up by number; keys and approvals do not touch the
             // inventory (a decision that used a grant records the engine's own answer).

@@ -20,9 +20,9 @@ use std::collections::HashMap;
 /// Header carrying the reason for a change, for routes whose body has no `reason`.
 const REASON_HEADER: &str = "x-arbiter-reason";
 
-type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
+pub(crate) type ApiResult = Result<(StatusCode, Json<Value>), ApiError>;
 
-fn ok(value: impl serde::Serialize) -> ApiResult {
+pub(crate) fn ok(value: impl serde::Serialize) -> ApiResult {
     Ok((
         StatusCode::OK,
         Json(serde_json::to_value(value).map_err(ApiError::internal)?),
@@ -52,7 +52,7 @@ fn reason(headers: &HeaderMap) -> String {
 }
 
 /// Runs blocking store work off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
@@ -60,7 +60,10 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
-fn parse<T: serde::de::DeserializeOwned>(value: Value, what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+    value: Value,
+    what: &str,
+) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|err| ApiError::bad_request(what, err.to_string()))
 }
 

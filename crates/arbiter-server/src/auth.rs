@@ -73,7 +73,8 @@ permit(principal in Role::"operator", action in [
   Action::"identities.read", Action::"identities.write", Action::"lifecycle.write",
   Action::"inventory.read", Action::"inventory.write", Action::"signals.read", Action::"signals.write",
   Action::"policies.read", Action::"policies.write", Action::"policies.activate",
-  Action::"changes.read", Action::"decisions.read", Action::"approvals.read", Action::"metrics.read"
+  Action::"changes.read", Action::"decisions.read", Action::"approvals.read", Action::"metrics.read",
+  Action::"debt.read", Action::"debt.write"
 ], resource);
 
 @id("approvers-read-what-they-approve-and-decide")
@@ -86,7 +87,7 @@ permit(principal in Role::"approver", action in [
 permit(principal in Role::"auditor", action in [
   Action::"identities.read", Action::"inventory.read", Action::"signals.read", Action::"policies.read",
   Action::"changes.read", Action::"decisions.read", Action::"approvals.read", Action::"keys.read",
-  Action::"metrics.read"
+  Action::"metrics.read", Action::"debt.read"
 ], resource);
 
 @id("enforcement-points-ask-for-decisions-and-wait-for-approvals")

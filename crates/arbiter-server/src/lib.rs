@@ -14,6 +14,9 @@ mod approvals;
 mod audit;
 mod auth;
 mod authzen;
+mod controls;
+mod debt;
+pub mod decide_api;
 mod openapi;
 mod problem;
 mod shadow;
@@ -123,6 +126,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/v1/approvals/{id}/approve", post(approvals::approve))
         .route("/admin/v1/approvals/{id}/deny", post(approvals::deny))
         .route("/admin/v1/log/retention", post(audit::retention))
+        .route(
+            "/admin/v1/controls",
+            get(controls::list).post(controls::place),
+        )
+        .route("/admin/v1/controls/{id}/lift", post(controls::lift))
+        .route("/admin/v1/debt", get(debt::get))
+        .route("/admin/v1/debt/report.html", get(debt::page))
+        .route("/admin/v1/debt/publish", post(debt::publish))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(health))
         .route("/ready", get(ready))

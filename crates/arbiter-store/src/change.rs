@@ -45,6 +45,10 @@ pub mod change_kind {
     /// [`use_grant`](crate::Store::use_grant) spent one use of a grant; detail
     /// `{"after": approval}`.
     pub const APPROVAL_USE: &str = "approval.use";
+    /// [`place_control`](crate::Store::place_control); detail `{"after": control}`.
+    pub const CONTROL_PLACE: &str = "control.place";
+    /// [`lift_control`](crate::Store::lift_control); detail `{"id", "before": control}`.
+    pub const CONTROL_LIFT: &str = "control.lift";
 }
 
 /// Detail of a write: the value as written and as it was.

@@ -36,12 +36,14 @@ pub use change::change_kind;
 pub use clock::{Clock, SystemClock};
 pub use error::StoreError;
 pub use model::{
-    Actor, ApiKeyRecord, ApprovalRecord, ChangeEvent, IdentityFilter, Page, PageOf,
+    Actor, ApiKeyRecord, ApprovalRecord, ChangeEvent, ControlRecord, IdentityFilter, Page, PageOf,
     PolicySourceRecord, PolicyVersion, PolicyVersionSummary, MAX_PAGE_LIMIT,
 };
 pub use sqlite::SqliteStore;
 
-use arbiter_core::{EntityRef, Group, Identity, InventoryDocument, Lifecycle, Resource, Signal};
+use arbiter_core::{
+    Control, EntityRef, Group, Identity, InventoryDocument, Lifecycle, Resource, Signal,
+};
 
 /// What every method returns.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -185,6 +187,18 @@ pub trait Store: Send + Sync {
     fn revoke_api_key(&self, id: &str, actor: &Actor, reason: &str) -> Result<u64>;
 
     // Approvals.
+
+    /// Places a runtime control (its id, time and actor set by the caller). Recorded in the
+    /// change feed as `control.place`.
+    fn place_control(&self, control: &Control, actor: &Actor, reason: &str) -> Result<u64>;
+
+    /// Lifts a control in force; returns it. `Conflict` if it was already lifted. Recorded as
+    /// `control.lift`.
+    fn lift_control(&self, id: &str, actor: &Actor, reason: &str) -> Result<(Control, u64)>;
+
+    /// Controls in force (not lifted; expired ones included, marked by their `expires_at`), or
+    /// every control ever placed with `include_lifted`.
+    fn list_controls(&self, include_lifted: bool) -> Result<Vec<ControlRecord>>;
 
     /// Stores a new approval request, unless a pending, unexpired one with the same digest
     /// exists: then that one is returned and nothing is written. Returns the request and whether

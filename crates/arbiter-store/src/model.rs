@@ -171,6 +171,23 @@ pub struct ApiKeyRecord {
     pub acts_for: Option<arbiter_core::EntityRef>,
 }
 
+/// A runtime control and, once lifted, who lifted it, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ControlRecord {
+    /// The control as placed.
+    #[serde(flatten)]
+    pub control: arbiter_core::Control,
+    /// When it was lifted; `None` while in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_at: Option<i64>,
+    /// Who lifted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifted_by: Option<String>,
+    /// Why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lift_reason: Option<String>,
+}
+
 /// An approval request and, once approved, the grant it became.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApprovalRecord {

@@ -5,13 +5,13 @@ use crate::change::{
 };
 use crate::cursor::{self, CursorKey};
 use crate::{
-    validate, Actor, ApiKeyRecord, ApprovalRecord, ChangeEvent, Clock, IdentityFilter, Page,
-    PageOf, PolicySourceRecord, PolicyVersion, PolicyVersionSummary, Result, Store, StoreError,
-    SystemClock,
+    validate, Actor, ApiKeyRecord, ApprovalRecord, ChangeEvent, Clock, ControlRecord,
+    IdentityFilter, Page, PageOf, PolicySourceRecord, PolicyVersion, PolicyVersionSummary, Result,
+    Store, StoreError, SystemClock,
 };
 use arbiter_core::{
-    EntityRef, Group, Identity, IdentityKind, InventoryDocument, Lifecycle, Resource, Signal,
-    Timestamp,
+    Control, EntityRef, Group, Identity, IdentityKind, InventoryDocument, Lifecycle, Resource,
+    Signal, Timestamp,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "approvals",
         sql: include_str!("../migrations/sqlite/0002_approvals.sql"),
     },
+    Migration {
+        version: 3,
+        name: "controls",
+        sql: include_str!("../migrations/sqlite/0003_controls.sql"),
+    },
 ];
 
 /// How long a write waits for another connection (another process) to release the database.
@@ -54,6 +59,7 @@ const RESOURCE: &str = "resource";
 const SIGNAL: &str = "signal";
 const POLICY_VERSION: &str = "policy version";
 const API_KEY: &str = "api key";
+const CONTROL: &str = "control";
 
 /// A [`Store`] in one SQLite database file (or in memory).
 ///
@@ -75,7 +81,7 @@ impl fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// The newest schema version this build knows, and migrates every database it opens to.
-    pub const SCHEMA_VERSION: u32 = 2;
+    pub const SCHEMA_VERSION: u32 = 3;
 
     /// Opens the database at `path`, creating the file and its folder if needed, and migrates it.
     /// [`StoreError::SchemaTooNew`] if a newer Arbiter has migrated it further.
@@ -931,6 +937,10 @@ impl Store for SqliteStore {
                 groups: GROUPS.all(connection)?,
                 resources: RESOURCES.all(connection)?,
                 signals: list_signals(connection, None)?,
+                controls: list_controls(connection, false)?
+                    .into_iter()
+                    .map(|record| record.control)
+                    .collect(),
             };
             Ok((inventory, latest_seq(connection)?))
         })
@@ -1195,6 +1205,56 @@ impl Store for SqliteStore {
         })
     }
 
+    fn place_control(&self, control: &Control, actor: &Actor, reason: &str) -> Result<u64> {
+        validate::control(control)?;
+        self.write(actor, reason, |change| {
+            if load_control(change.transaction, &control.id)?.is_some() {
+                return Err(StoreError::conflict(CONTROL, &control.id, "already exists").into());
+            }
+            change.transaction.execute(
+                "INSERT INTO controls (id, target, level, body, placed_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    control.id,
+                    control.target.to_string(),
+                    control.level.as_str(),
+                    serde_json::to_string(control)?,
+                    control.placed_at,
+                    control.expires_at
+                ],
+            )?;
+            change.record(
+                change_kind::CONTROL_PLACE,
+                &control.target.to_string(),
+                &serde_json::json!({ "after": control }),
+            )
+        })
+    }
+
+    fn lift_control(&self, id: &str, actor: &Actor, reason: &str) -> Result<(Control, u64)> {
+        self.write(actor, reason, |change| {
+            let record = load_control(change.transaction, id)?
+                .ok_or_else(|| StoreError::not_found(CONTROL, id))?;
+            if record.lifted_at.is_some() {
+                return Err(StoreError::conflict(CONTROL, id, "already lifted").into());
+            }
+            change.transaction.execute(
+                "UPDATE controls SET lifted_at = ?2, lifted_by = ?3, lift_reason = ?4 WHERE id = ?1",
+                params![id, change.now, actor.id, reason],
+            )?;
+            let seq = change.record(
+                change_kind::CONTROL_LIFT,
+                &record.control.target.to_string(),
+                &serde_json::json!({ "id": id, "before": record.control }),
+            )?;
+            Ok((record.control, seq))
+        })
+    }
+
+    fn list_controls(&self, include_lifted: bool) -> Result<Vec<ControlRecord>> {
+        self.read(|connection| list_controls(connection, include_lifted))
+    }
+
     fn request_approval(
         &self,
         approval: &ApprovalRecord,
@@ -1407,6 +1467,50 @@ impl Store for SqliteStore {
     fn latest_seq(&self) -> Result<u64> {
         self.read(latest_seq)
     }
+}
+
+/// A control's body and, once lifted, when, by whom and why.
+type ControlColumns = (String, Option<i64>, Option<String>, Option<String>);
+
+fn control_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ControlColumns> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn decode_control(
+    (body, lifted_at, lifted_by, lift_reason): ControlColumns,
+) -> Result<ControlRecord, Failure> {
+    Ok(ControlRecord {
+        control: serde_json::from_str(&body)?,
+        lifted_at,
+        lifted_by,
+        lift_reason,
+    })
+}
+
+fn load_control(connection: &Connection, id: &str) -> Result<Option<ControlRecord>, Failure> {
+    connection
+        .query_row(
+            "SELECT body, lifted_at, lifted_by, lift_reason FROM controls WHERE id = ?1",
+            params![id],
+            control_row,
+        )
+        .optional()?
+        .map(decode_control)
+        .transpose()
+}
+
+fn list_controls(
+    connection: &Connection,
+    include_lifted: bool,
+) -> Result<Vec<ControlRecord>, Failure> {
+    let mut statement = connection.prepare(
+        "SELECT body, lifted_at, lifted_by, lift_reason FROM controls
+         WHERE ?1 OR lifted_at IS NULL ORDER BY placed_at, id",
+    )?;
+    let rows = statement
+        .query_map(params![include_lifted], control_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    rows.into_iter().map(decode_control).collect()
 }
 
 #[cfg(test)]

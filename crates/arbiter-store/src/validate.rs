@@ -55,6 +55,30 @@ pub(crate) fn signal(signal: &Signal) -> Result<(), StoreError> {
     non_empty("name", "the signal name", &signal.name)
 }
 
+pub(crate) fn control(control: &arbiter_core::Control) -> Result<(), StoreError> {
+    use arbiter_core::ControlLevel;
+    non_empty("id", "the control id", &control.id)?;
+    non_empty("target", "the target type", &control.target.entity_type)?;
+    non_empty("target", "the target id", &control.target.id)?;
+    non_empty("reason", "the reason", &control.reason)?;
+    match control.level {
+        ControlLevel::Downgrade if control.overlay.as_deref().is_none_or(str::is_empty) => Err(
+            StoreError::invalid("overlay", "a downgrade names the overlay it applies"),
+        ),
+        ControlLevel::Downgrade => Ok(()),
+        _ if control.overlay.is_some() => Err(StoreError::invalid(
+            "overlay",
+            "only a downgrade applies an overlay",
+        )),
+        ControlLevel::Quarantine => Ok(()),
+        _ if !control.safe_actions.is_empty() => Err(StoreError::invalid(
+            "safe_actions",
+            "only a quarantine has a safe set",
+        )),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn policy_version(
     sources: &[PolicySourceRecord],
     digest: &str,

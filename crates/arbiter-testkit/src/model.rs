@@ -425,6 +425,7 @@ impl Inventory {
             groups,
             resources,
             signals: Vec::new(),
+            controls: Vec::new(),
         }
     }
 

@@ -73,9 +73,10 @@ pub(crate) struct ServeArgs {
     #[arg(long = "log-sink")]
     log_sinks: Vec<arbiter_server::sinks::SinkTarget>,
     /// What happens to a non-human identity whose owner is not an active human: `deny` every
-    /// decision until it has one (the default), or `allow` it (it stays reported as orphaned).
-    #[arg(long, value_enum, default_value_t = Orphans::Deny)]
-    orphans: Orphans,
+    /// decision until it has one (the default), `allow` it (it stays reported as orphaned), or
+    /// `downgrade:<overlay>` it to the forbid policies annotated `@overlay("<overlay>")`.
+    #[arg(long, default_value = "deny", value_parser = parse_orphans)]
+    orphans: arbiter_engine::OrphanRule,
     /// Do not contain the identities a contained identity sponsors (by default they are).
     #[arg(long)]
     no_sponsor_cascade: bool,
@@ -86,10 +87,17 @@ pub(crate) struct ServeArgs {
     signal_rules: Vec<arbiter_server::signal_rules::SignalRule>,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Orphans {
-    Deny,
-    Allow,
+fn parse_orphans(text: &str) -> Result<arbiter_engine::OrphanRule, String> {
+    match text.split_once(':') {
+        None if text == "deny" => Ok(arbiter_engine::OrphanRule::Deny),
+        None if text == "allow" => Ok(arbiter_engine::OrphanRule::Allow),
+        Some(("downgrade", overlay)) if !overlay.is_empty() => {
+            Ok(arbiter_engine::OrphanRule::Downgrade {
+                overlay: overlay.to_owned(),
+            })
+        }
+        _ => Err(format!("`{text}`: use deny, allow or downgrade:<overlay>")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -179,10 +187,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<ExitCode> {
             tls: args.tls_cert.is_some(),
             signal_rules: args.signal_rules.clone(),
             engine: arbiter_engine::EngineConfig {
-                orphans: match args.orphans {
-                    Orphans::Deny => arbiter_engine::OrphanRule::Deny,
-                    Orphans::Allow => arbiter_engine::OrphanRule::Allow,
-                },
+                orphans: args.orphans.clone(),
                 contain_sponsored: !args.no_sponsor_cascade,
                 ..arbiter_engine::EngineConfig::default()
             },

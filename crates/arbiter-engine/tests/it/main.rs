@@ -9,6 +9,7 @@
 )]
 
 mod cascade;
+mod controls;
 mod decide;
 mod inventory;
 mod loading;

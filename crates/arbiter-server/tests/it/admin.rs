@@ -44,6 +44,12 @@ fn routes() -> Vec<(&'static str, &'static str, Option<String>, &'static str)> {
         ("POST", "/admin/v1/keys", Some(r#"{"name":"matrix","role":"auditor"}"#.to_owned()), "keys.write"),
         ("DELETE", "/admin/v1/keys/nonexistent", None, "keys.write"),
         ("GET", "/admin/v1/changes", None, "changes.read"),
+        ("GET", "/admin/v1/controls", None, "identities.read"),
+        ("POST", "/admin/v1/controls", Some(r#"{"target":{"type":"Agent","id":"support-copilot"},"level":"observe","reason":"matrix"}"#.to_owned()), "lifecycle.write"),
+        ("POST", "/admin/v1/controls/ctl_none/lift", Some(r#"{"reason":"matrix"}"#.to_owned()), "lifecycle.write"),
+        ("GET", "/admin/v1/debt?suggestions=0", None, "debt.read"),
+        ("GET", "/admin/v1/debt/report.html?suggestions=0", None, "debt.read"),
+        ("POST", "/admin/v1/debt/publish", Some(r#"{"reason":"matrix"}"#.to_owned()), "debt.write"),
     ]
 }
 
@@ -72,12 +78,17 @@ fn may(role: Option<Role>, action: &str) -> bool {
                         | "policies.activate"
                         | "changes.read"
                         | "metrics.read"
+                        | "debt.read"
+                        | "debt.write"
                 )
         }
         Some(Role::Approver) => reads.contains(&action),
         Some(Role::Auditor) => {
             reads.contains(&action)
-                || matches!(action, "changes.read" | "keys.read" | "metrics.read")
+                || matches!(
+                    action,
+                    "changes.read" | "keys.read" | "metrics.read" | "debt.read"
+                )
         }
         Some(Role::EnforcementPoint) => action == "decide",
     }

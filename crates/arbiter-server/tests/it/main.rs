@@ -11,6 +11,8 @@
 
 mod admin;
 mod approvals;
+mod controls;
+mod debt;
 mod hostile;
 mod interop;
 mod log;

@@ -1,0 +1,218 @@
+//! Trust debt over the API: the report as JSON and as an HTML page, and publishing it — the
+//! scores kept in `debt.sqlite3`, each identity's figures written as its `debt` attribute (so
+//! policies read them from the snapshot, and replay rebuilds them from the change feed), and
+//! the optional automatic downgrade, recorded and reversible like any lifecycle change.
+//!
+//! Thresholds come from `debt.json` beside the decision log when it exists (every field is
+//! optional), else the defaults.
+
+use crate::admin::check;
+use crate::problem::ApiError;
+use crate::{now, read_json, AppStateRef};
+use arbiter_core::{Identity, Lifecycle};
+use arbiter_debt::{compute, html, set_figures, History, Report, RunOptions, Thresholds};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Html;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Trend points returned with a report.
+const TREND_POINTS: u32 = 90;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DebtQuery {
+    /// Suggestions for at most this many over-privileged identities (default 10, 0 for none).
+    suggestions: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    reason: String,
+    #[serde(default)]
+    suggestions: Option<usize>,
+}
+
+fn data_dir(state: &AppStateRef) -> Result<PathBuf, ApiError> {
+    let audit = state.audit_or_404()?;
+    Ok(audit
+        .path
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".")))
+}
+
+fn thresholds(dir: &std::path::Path) -> Result<Thresholds, ApiError> {
+    let path = dir.join("debt.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|err| ApiError::internal(format!("`{}`: {err}", path.display()))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Thresholds::default()),
+        Err(err) => Err(ApiError::internal(err)),
+    }
+}
+
+/// Computes the report now, with the recorded trend; `record` keeps its scores too.
+async fn report(state: &AppStateRef, suggestions: usize, record: bool) -> Result<Report, ApiError> {
+    let dir = data_dir(state)?;
+    let log_path = state.audit_or_404()?.path.clone();
+    let state2 = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let thresholds = thresholds(&dir)?;
+        let log = arbiter_log::LogDb::open_read_only(&log_path).map_err(ApiError::internal)?;
+        let progress = |phase: &str, done: u64, total: u64| {
+            tracing::info!(phase, done, total, "trust debt");
+        };
+        let options = RunOptions {
+            suggestions: suggestions.min(100),
+            check: true,
+        };
+        let mut report = compute(
+            state2.store.as_ref(),
+            &log,
+            &thresholds,
+            now(),
+            options,
+            Some(&progress),
+        )
+        .map_err(ApiError::internal)?;
+        let mut history = History::open(&dir.join("debt.sqlite3")).map_err(ApiError::internal)?;
+        if record {
+            history.record(&report).map_err(ApiError::internal)?;
+        }
+        report.history = history
+            .trend("overall", "", TREND_POINTS)
+            .map_err(ApiError::internal)?;
+        Ok(report)
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// `GET /admin/v1/debt`: the report, computed now.
+pub(crate) async fn get(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Query(query): Query<DebtQuery>,
+) -> Result<Json<Value>, ApiError> {
+    check(&state, &headers, "debt.read")?;
+    let report = report(&state, query.suggestions.unwrap_or(10), false).await?;
+    Ok(Json(
+        serde_json::to_value(&report).map_err(ApiError::internal)?,
+    ))
+}
+
+/// `GET /admin/v1/debt/report.html`: the report as a page for a browser.
+pub(crate) async fn page(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Query(query): Query<DebtQuery>,
+) -> Result<Html<String>, ApiError> {
+    check(&state, &headers, "debt.read")?;
+    let report = report(&state, query.suggestions.unwrap_or(10), false).await?;
+    Ok(Html(html::render(&report)))
+}
+
+/// `POST /admin/v1/debt/publish`: computes the report, keeps its scores, writes each active
+/// non-human identity's changed figures as its `debt` attribute, and suspends those at or
+/// above `downgrade_score` when it is set. Every write is an ordinary change with `reason`.
+pub(crate) async fn publish(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = check(&state, &headers, "debt.write")?;
+    let request: PublishRequest = serde_json::from_value(read_json(body, &state)?)
+        .map_err(|err| ApiError::bad_request("publish", err.to_string()))?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request("reason", "publishing needs a reason"));
+    }
+    let report = report(&state, request.suggestions.unwrap_or(0), true).await?;
+    let overall = json!({"score": report.scores.overall, "findings": report.findings.len(), "at": report.generated_at});
+    let state2 = state.clone();
+    let reason = request.reason;
+    let (published, downgraded) = tokio::task::spawn_blocking(move || {
+        let actor = caller.actor();
+        let inventory = state2.store.load_inventory()?;
+        let mut published = 0u64;
+        for mut identity in inventory.identities {
+            let Some(figures) = report.figures.get(&identity.entity_ref().to_string()) else {
+                continue;
+            };
+            if !set_figures(&mut identity, figures) {
+                continue;
+            }
+            // One write per identity: each is stored and published whole, or not at all.
+            put(&state2, &identity, &actor, &reason)?;
+            published += 1;
+        }
+        let mut downgraded = Vec::new();
+        if let Some(limit) = report.thresholds.downgrade_score {
+            for debt in report.ranking.iter().filter(|debt| debt.score >= limit) {
+                let Some(entity) = parse_entity(&debt.identity) else {
+                    continue;
+                };
+                let kinds: Vec<&str> = debt.kinds.iter().map(|kind| kind.as_str()).collect();
+                let why = format!(
+                    "trust debt score {} reached the downgrade threshold {limit} ({}); reinstate with lifecycle `active` once fixed. {reason}",
+                    debt.score,
+                    kinds.join(", ")
+                );
+                state2.write(|snapshot| {
+                    snapshot
+                        .inventory_mut()
+                        .set_lifecycle(&entity, Lifecycle::Suspended)?;
+                    Ok(state2
+                        .store
+                        .set_lifecycle(&entity, Lifecycle::Suspended, &actor, &why)?)
+                })?;
+                downgraded.push(json!({"identity": debt.identity, "score": debt.score, "lifecycle": "suspended"}));
+            }
+        }
+        Ok::<_, ApiError>((published, downgraded))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(json!({
+        "published": published,
+        "downgraded": downgraded,
+        "overall": overall,
+    })))
+}
+
+fn put(
+    state: &AppStateRef,
+    identity: &Identity,
+    actor: &arbiter_store::Actor,
+    reason: &str,
+) -> Result<u64, ApiError> {
+    state.write(|snapshot| {
+        snapshot
+            .inventory_mut()
+            .upsert_identity(identity, state.schema.as_deref())
+            .map_err(|err| {
+                ApiError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "rejected",
+                    format!(
+                        "`{}`: {err}; with a schema, declare `debt?: {{score: Long, findings: Long, unrotated_days: Long, dormant_days: Long, unused_grants: Long, orphaned: Bool, computed_at: Long}}` on every non-human entity type (see docs/debt.md)",
+                        identity.entity_ref()
+                    ),
+                )
+            })?;
+        Ok(state.store.put_identity(identity, actor, reason)?)
+    })
+}
+
+/// `Type::"id"` back into a reference.
+fn parse_entity(text: &str) -> Option<arbiter_core::EntityRef> {
+    let (kind, rest) = text.split_once("::")?;
+    let id: String = serde_json::from_str(rest).ok()?;
+    Some(arbiter_core::EntityRef::new(kind, id))
+}

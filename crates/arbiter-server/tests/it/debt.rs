@@ -1,0 +1,197 @@
+//! Trust debt over the API: the report as JSON and HTML, publishing the figures that policies
+//! then read on the very next decision, and the automatic downgrade, recorded and reversible.
+
+use crate::support::{Bundle, TestServer};
+use arbiter_server::Role;
+use serde_json::{json, Value};
+
+const POLICIES: &str = r#"
+@id("readers-read")
+permit(principal in Role::"readers", action == Action::"read", resource);
+
+@id("no-reads-on-unrotated-credentials")
+forbid(principal, action == Action::"read", resource)
+when { principal has debt && principal.debt.unrotated_days > 90 };
+"#;
+
+fn bundle(now: i64) -> Bundle {
+    let day = 86_400;
+    let inventory = json!({
+        "groups": [{"type": "Role", "id": "readers"}],
+        "resources": [{"type": "Dataset", "id": "docs", "sensitivity": "internal"}],
+        "identities": [
+            {"id": "alice", "kind": "human"},
+            {"id": "fresh", "kind": "ai_agent", "owner": "alice", "member_of": [{"type": "Role", "id": "readers"}]},
+            {"id": "stale-keys", "kind": "ai_agent", "owner": "alice", "member_of": [{"type": "Role", "id": "readers"}]},
+            {"id": "old-key", "kind": "credential", "owner": "alice",
+             "credential": {"holder": {"type": "Agent", "id": "stale-keys"}, "issued_at": now - 150 * day,
+                            "expires_at": now + 30 * day, "last_used_at": now - day}},
+            {"id": "orphan", "kind": "service_account"}
+        ]
+    });
+    Bundle {
+        policies: vec![("policies.cedar".into(), POLICIES.into())],
+        inventory: Some(inventory.to_string()),
+        cedar_entities: None,
+        schema: None,
+    }
+}
+
+fn read(agent: &str) -> String {
+    json!({"subject": {"type": "Agent", "id": agent}, "action": {"name": "read"},
+           "resource": {"type": "Dataset", "id": "docs"}})
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debt_report_publish_policy_input_and_downgrade_over_the_api() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let server = TestServer::start(bundle(now)).await;
+    for agent in ["fresh", "stale-keys"] {
+        let (status, answer) = server.decide(&read(agent)).await;
+        assert_eq!(
+            (status, answer["decision"].clone()),
+            (200, json!(true)),
+            "{agent}"
+        );
+    }
+
+    let auditor = Some(server.key(Role::Auditor));
+    let (status, _, report) = server.send("GET", "/admin/v1/debt", auditor, None).await;
+    assert_eq!(status, 200, "{report}");
+    let kinds: Vec<(String, String, String)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| {
+            (
+                finding["identity"].as_str().unwrap().to_owned(),
+                finding["kind"].as_str().unwrap().to_owned(),
+                finding["owasp"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&(
+            "ServiceAccount::\"orphan\"".into(),
+            "orphaned".into(),
+            "NHI1".into()
+        )),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(
+            "Credential::\"old-key\"".into(),
+            "unrotated".into(),
+            "NHI7".into()
+        )),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds
+            .iter()
+            .any(|(identity, _, _)| identity == "Agent::\"fresh\""),
+        "{kinds:?}"
+    );
+
+    let (status, headers, _) = server
+        .send("GET", "/admin/v1/debt/report.html", auditor, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+
+    // An auditor reads but does not publish.
+    let body = Some(r#"{"reason":"weekly trust-debt review"}"#.to_owned());
+    let (status, _, _) = server
+        .send("POST", "/admin/v1/debt/publish", auditor, body.clone())
+        .await;
+    assert_eq!(status, 403);
+
+    // Downgrade at 25 points: the orphan (one high finding) is suspended.
+    std::fs::write(
+        server.log_dir.path().join("debt.json"),
+        r#"{"downgrade_score": 25}"#,
+    )
+    .unwrap();
+    let operator = Some(server.key(Role::Operator));
+    let (status, _, published) = server
+        .send("POST", "/admin/v1/debt/publish", operator, body.clone())
+        .await;
+    assert_eq!(status, 200, "{published}");
+    assert!(published["published"].as_u64().unwrap() >= 4, "{published}");
+    assert_eq!(
+        published["downgraded"],
+        json!([{"identity": "ServiceAccount::\"orphan\"", "score": 25, "lifecycle": "suspended"}])
+    );
+
+    // The figures are on the identity, and the very next decision reads them.
+    let (_, _, agent) = server
+        .send(
+            "GET",
+            "/admin/v1/identities/ai_agent/stale-keys",
+            operator,
+            None,
+        )
+        .await;
+    assert_eq!(
+        agent["attributes"]["debt"]["unrotated_days"],
+        json!(150),
+        "{agent}"
+    );
+    let (_, answer) = server.decide(&read("stale-keys")).await;
+    assert_eq!(answer["decision"], json!(false), "{answer}");
+    let (_, answer) = server.decide(&read("fresh")).await;
+    assert_eq!(answer["decision"], json!(true), "{answer}");
+
+    // The downgrade is in the change feed with its reason, and is reversible.
+    let (_, _, changes) = server
+        .send("GET", "/admin/v1/changes?limit=1000", operator, None)
+        .await;
+    let suspended = changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change: &&Value| {
+            change["kind"] == "identity.lifecycle"
+                && change["subject"] == "ServiceAccount::\"orphan\""
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no lifecycle change in {changes}"));
+    assert!(
+        suspended["reason"]
+            .as_str()
+            .unwrap()
+            .contains("trust debt score 25"),
+        "{suspended}"
+    );
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/admin/v1/identities/service_account/orphan/lifecycle",
+            operator,
+            Some(r#"{"lifecycle":"active","reason":"owner assigned, debt paid"}"#.to_owned()),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Publishing again writes nothing new, and the trend keeps what was published (one point
+    // per second: two publishes within the same second are one point).
+    std::fs::remove_file(server.log_dir.path().join("debt.json")).unwrap();
+    let (_, _, again) = server
+        .send("POST", "/admin/v1/debt/publish", operator, body)
+        .await;
+    assert_eq!(again["published"], json!(0), "{again}");
+    let (_, _, report) = server
+        .send("GET", "/admin/v1/debt?suggestions=0", auditor, None)
+        .await;
+    let history = report["history"].as_array().unwrap();
+    assert!(!history.is_empty() && history.len() <= 2, "{history:?}");
+    assert_eq!(history.last().unwrap()["findings"], json!(2), "{history:?}");
+    server.stop().await;
+}
