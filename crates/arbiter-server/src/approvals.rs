@@ -167,7 +167,17 @@ fn new_request(snapshot: &Snapshot, item: &Decided, digest: String, at: i64) -> 
                     .map(str::to_owned),
             );
         }
-        why.push(json!({"policy": policy.id, "approval": policy.annotations.get("approval")}));
+        // Only the policies that ask for approval say why; a permit that a require-approval
+        // control held back is not a reason.
+        if let Some(approval) = policy.annotations.get("approval") {
+            why.push(json!({"policy": policy.id, "approval": approval}));
+        }
+    }
+    // A require-approval control asks on its own, whatever the policies say.
+    for control in item.decision.hops.iter().flat_map(|hop| &hop.controls) {
+        if control.level == arbiter_core::ControlLevel::RequireApproval {
+            why.push(json!({"control": control.id, "target": control.target.to_string(), "reason": control.reason}));
+        }
     }
     let mut chain: Vec<String> = request.delegation.iter().map(ToString::to_string).collect();
     chain.push(request.subject.entity.to_string());

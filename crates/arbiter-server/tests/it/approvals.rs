@@ -380,3 +380,54 @@ async fn denied_and_expired_approvals_allow_nothing_and_waiters_learn_the_outcom
     assert_eq!(late["context"]["outcome"], "approval_required");
     server.stop().await;
 }
+
+/// A require-approval control on a tool makes an otherwise allowed call wait for the owner; the
+/// request cites the control, and the approved retry is allowed once.
+#[tokio::test]
+async fn a_require_approval_control_sends_allowed_calls_to_a_person() {
+    let server = TestServer::start(bundle()).await;
+    let read = json!({
+        "subject": {"type": "Agent", "id": "bot"},
+        "action": {"name": "call_tool"},
+        "resource": {"type": "Tool", "id": "read"},
+    })
+    .to_string();
+    assert_eq!(server.decide(&read).await.1["decision"], true);
+    let (status, _, placed) = server
+        .send(
+            "POST",
+            "/admin/v1/controls",
+            Some(server.key(Role::Admin)),
+            Some(r#"{"target":{"type":"Tool","id":"read"},"level":"require_approval","reason":"reads are being audited"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 200, "{placed}");
+    let control = placed["control"]["id"].as_str().unwrap().to_owned();
+    let (_, asked) = server.decide(&read).await;
+    assert_eq!(asked["context"]["outcome"], "approval_required");
+    let id = approval_id(&asked);
+    let (_, _, request) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/approvals/{id}"),
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    assert_eq!(
+        request["asked"]["why"][0]["control"],
+        control.as_str(),
+        "{request}"
+    );
+    let alice = approver(&server, Some("alice")).await;
+    let (status, answer) =
+        verdict(&server, &alice, &id, "approve", json!({"reason": "fine"})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(server.decide(&read).await.1["decision"], true);
+    assert_eq!(
+        server.decide(&read).await.1["context"]["outcome"],
+        "approval_required",
+        "one use"
+    );
+    server.stop().await;
+}
