@@ -149,7 +149,7 @@ struct World<'a> {
 }
 
 /// Analyses the inventory against its grants and recorded usage. Suggestions and history are
-/// left empty: [`crate::suggest::suggest`] and [`crate::History`] fill them.
+/// left empty: [`crate::suggest::propose`] and [`crate::History`] fill them.
 pub fn analyse(inputs: Inputs<'_>, usage: &Usage, progress: Option<Progress<'_>>) -> Report {
     let inventory = inputs.inventory;
     let world = World {
