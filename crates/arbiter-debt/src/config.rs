@@ -37,9 +37,12 @@ pub struct Thresholds {
     pub environment_attribute: String,
     /// The identity attribute naming its team (owners' attribute when the identity has none).
     pub team_attribute: String,
-    /// When set, publishing the report suspends every active non-human identity whose score
-    /// reaches it, with the findings as the reason (reinstate to undo).
+    /// When set, publishing the report suspends (or, with `downgrade_overlay`, downgrades)
+    /// every active non-human identity whose score reaches it, with the findings as the reason.
     pub downgrade_score: Option<u32>,
+    /// With `downgrade_score`: instead of suspending, place a `downgrade` control with this
+    /// overlay (forbid policies annotated `@overlay("<name>")`); lift the control to undo.
+    pub downgrade_overlay: Option<String>,
 }
 
 impl Default for Thresholds {
@@ -59,6 +62,7 @@ impl Default for Thresholds {
             environment_attribute: "environment".into(),
             team_attribute: "team".into(),
             downgrade_score: None,
+            downgrade_overlay: None,
         }
     }
 }

@@ -9,7 +9,7 @@
 use crate::admin::check;
 use crate::problem::ApiError;
 use crate::{now, read_json, AppStateRef};
-use arbiter_core::{Identity, Lifecycle};
+use arbiter_core::{Control, ControlLevel, Identity, Lifecycle};
 use arbiter_debt::{compute, html, set_figures, History, Report, RunOptions, Thresholds};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -160,19 +160,64 @@ pub(crate) async fn publish(
                 };
                 let kinds: Vec<&str> = debt.kinds.iter().map(|kind| kind.as_str()).collect();
                 let why = format!(
-                    "trust debt score {} reached the downgrade threshold {limit} ({}); reinstate with lifecycle `active` once fixed. {reason}",
+                    "trust debt score {} reached the downgrade threshold {limit} ({}); undo with {} once fixed. {reason}",
                     debt.score,
-                    kinds.join(", ")
+                    kinds.join(", "),
+                    if report.thresholds.downgrade_overlay.is_some() {
+                        "a lift of the control"
+                    } else {
+                        "lifecycle `active`"
+                    }
                 );
-                state2.write(|snapshot| {
-                    snapshot
-                        .inventory_mut()
-                        .set_lifecycle(&entity, Lifecycle::Suspended)?;
-                    Ok(state2
-                        .store
-                        .set_lifecycle(&entity, Lifecycle::Suspended, &actor, &why)?)
-                })?;
-                downgraded.push(json!({"identity": debt.identity, "score": debt.score, "lifecycle": "suspended"}));
+                match &report.thresholds.downgrade_overlay {
+                    Some(overlay) => {
+                        // One debt downgrade at a time per identity: publishing again while it
+                        // is in force places no second one.
+                        let in_force = state2.store.list_controls(false)?.into_iter().any(|record| {
+                            record.control.target == entity
+                                && record.control.level == ControlLevel::Downgrade
+                                && record.control.reason.starts_with("trust debt score")
+                        });
+                        if in_force {
+                            continue;
+                        }
+                        let control = Control {
+                            id: format!("ctl_{}", uuid::Uuid::now_v7().simple()),
+                            target: entity.clone(),
+                            level: ControlLevel::Downgrade,
+                            overlay: Some(overlay.clone()),
+                            safe_actions: Vec::new(),
+                            reason: why.clone(),
+                            placed_by: actor.id.clone(),
+                            placed_at: now(),
+                            expires_at: None,
+                        };
+                        state2.write(|snapshot| {
+                            if !snapshot.policies().has_overlay(overlay) {
+                                return Err(ApiError::bad_request(
+                                    "downgrade_overlay",
+                                    format!("no overlay `{overlay}` in the active policy set"),
+                                ));
+                            }
+                            let seq = state2.store.place_control(&control, &actor, &why)?;
+                            snapshot.inventory_mut().set_control(control.clone())?;
+                            Ok(seq)
+                        })?;
+                        downgraded.push(json!({"identity": debt.identity, "score": debt.score,
+                                               "control": control.id, "overlay": overlay}));
+                    }
+                    None => {
+                        state2.write(|snapshot| {
+                            snapshot
+                                .inventory_mut()
+                                .set_lifecycle(&entity, Lifecycle::Suspended)?;
+                            Ok(state2
+                                .store
+                                .set_lifecycle(&entity, Lifecycle::Suspended, &actor, &why)?)
+                        })?;
+                        downgraded.push(json!({"identity": debt.identity, "score": debt.score, "lifecycle": "suspended"}));
+                    }
+                }
             }
         }
         Ok::<_, ApiError>((published, downgraded))

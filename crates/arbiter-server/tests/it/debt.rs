@@ -195,3 +195,82 @@ async fn debt_report_publish_policy_input_and_downgrade_over_the_api() {
     assert_eq!(history.last().unwrap()["findings"], json!(2), "{history:?}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debt_downgrade_can_be_a_control_with_an_overlay_and_is_lifted_to_undo() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let policies = r#"
+@id("readers-read")
+permit(principal in Role::"readers", action == Action::"read", resource);
+
+@id("debt-restricted")
+@overlay("debt-restricted")
+forbid(principal, action == Action::"read", resource);
+"#;
+    let inventory = json!({
+        "groups": [{"type": "Role", "id": "readers"}],
+        "resources": [{"type": "Dataset", "id": "docs", "sensitivity": "internal"}],
+        "identities": [
+            {"id": "alice", "kind": "human"},
+            {"id": "fresh", "kind": "ai_agent", "owner": "alice", "member_of": [{"type": "Role", "id": "readers"}]},
+            {"id": "borrowed", "kind": "ai_agent", "owner": "alice", "member_of": [{"type": "Role", "id": "readers"}]}
+        ],
+        "signals": [{"subject": {"type": "Agent", "id": "borrowed"}, "name": "interactive_login", "value": true,
+                     "source": "idp", "observed_at": now - 60, "ttl_seconds": 86_400}]
+    });
+    let server = TestServer::start(Bundle {
+        policies: vec![("policies.cedar".into(), policies.into())],
+        inventory: Some(inventory.to_string()),
+        cedar_entities: None,
+        schema: None,
+    })
+    .await;
+    for agent in ["fresh", "borrowed"] {
+        let (_, answer) = server.decide(&read(agent)).await;
+        assert_eq!(answer["decision"], json!(true), "{agent}: {answer}");
+    }
+    std::fs::write(
+        server.log_dir.path().join("debt.json"),
+        r#"{"downgrade_score": 25, "downgrade_overlay": "debt-restricted"}"#,
+    )
+    .unwrap();
+    let operator = Some(server.key(Role::Operator));
+    let body = Some(r#"{"reason":"weekly trust-debt review"}"#.to_owned());
+    let (status, _, published) = server
+        .send("POST", "/admin/v1/debt/publish", operator, body.clone())
+        .await;
+    assert_eq!(status, 200, "{published}");
+    let downgraded = published["downgraded"].as_array().unwrap();
+    assert_eq!(downgraded.len(), 1, "{published}");
+    assert_eq!(downgraded[0]["identity"], "Agent::\"borrowed\"");
+    assert_eq!(downgraded[0]["overlay"], "debt-restricted");
+    let control = downgraded[0]["control"].as_str().unwrap().to_owned();
+
+    // The overlay applies to the downgraded agent only, from the next decision on.
+    let (_, answer) = server.decide(&read("borrowed")).await;
+    assert_eq!(answer["decision"], json!(false), "{answer}");
+    let (_, answer) = server.decide(&read("fresh")).await;
+    assert_eq!(answer["decision"], json!(true), "{answer}");
+    // Publishing again while it is in force places no second control.
+    let (_, _, again) = server
+        .send("POST", "/admin/v1/debt/publish", operator, body)
+        .await;
+    assert_eq!(again["downgraded"], json!([]), "{again}");
+
+    // Lifted with a reason, the agent is back to what its policies allow.
+    let (status, _, lifted) = server
+        .send(
+            "POST",
+            &format!("/admin/v1/controls/{control}/lift"),
+            operator,
+            Some(r#"{"reason":"the person now has their own account"}"#.to_owned()),
+        )
+        .await;
+    assert_eq!(status, 200, "{lifted}");
+    let (_, answer) = server.decide(&read("borrowed")).await;
+    assert_eq!(answer["decision"], json!(true), "{answer}");
+    server.stop().await;
+}
