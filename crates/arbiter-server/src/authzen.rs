@@ -96,7 +96,9 @@ pub(crate) async fn evaluations(
         if let Some(problem) = invalid_request(&decided[0].decision) {
             return Err(problem);
         }
-        approvals::settle(&state, &snapshot, &mut decided).await;
+        if options.settle_approvals {
+            approvals::settle(&state, &snapshot, &mut decided).await;
+        }
         audit::record(&state, &caller, "evaluations", &snapshot, &mut decided).await;
         let [item] = decided;
         return Ok(Json(approvals::answer(&item, response(&item.decision))));
@@ -137,7 +139,9 @@ pub(crate) async fn evaluations(
             break;
         }
     }
-    approvals::settle(&state, &snapshot, &mut decided).await;
+    if options.settle_approvals {
+        approvals::settle(&state, &snapshot, &mut decided).await;
+    }
     audit::record(&state, &caller, "evaluations", &snapshot, &mut decided).await;
     let results: Vec<Value> = answers
         .into_iter()
@@ -185,6 +189,10 @@ struct BatchOptions {
     /// default, because AuthZEN clients (the interop runners among them) compare items as
     /// `{"decision": ...}`.
     include_context: bool,
+    /// `arbiter_settle_approvals`: open approval requests (and spend grants) for items that
+    /// need one. On by default; a gateway filtering a tool list turns it off, so that listing
+    /// tools does not ask people to approve calls nobody has made.
+    settle_approvals: bool,
 }
 
 impl BatchOptions {
@@ -192,6 +200,7 @@ impl BatchOptions {
         let mut parsed = BatchOptions {
             semantic: Semantic::ExecuteAll,
             include_context: false,
+            settle_approvals: true,
         };
         let options = match options {
             None | Some(Value::Null) => return Ok(parsed),
@@ -219,6 +228,16 @@ impl BatchOptions {
                 return Err(ApiError::bad_request(
                     "options.evaluations_semantic",
                     format!("must be a string, found {}", json_type(other)),
+                ))
+            }
+        }
+        match options.get("arbiter_settle_approvals") {
+            None | Some(Value::Null) => {}
+            Some(Value::Bool(settle)) => parsed.settle_approvals = *settle,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "options.arbiter_settle_approvals",
+                    format!("must be a boolean, found {}", json_type(other)),
                 ))
             }
         }

@@ -27,7 +27,7 @@
 //!
 //! Each latency is one call timed with `Instant`; the tables give the 50th and 99th percentiles.
 
-use arbiter_core::{DecisionRequest, EntityRef, Lifecycle, Outcome};
+use arbiter_core::{Control, ControlLevel, DecisionRequest, EntityRef, Lifecycle, Outcome};
 use arbiter_engine::{DecideOptions, Snapshot, SnapshotCell};
 use arbiter_testkit::{generate, WorkloadConfig};
 use std::collections::HashSet;
@@ -350,15 +350,36 @@ fn measure_side_by_side(
 ) -> BenchResult<SideBySide> {
     let none = snapshot.clone();
     let mut with_controls = snapshot.clone();
+    // Half lifecycle containment, half runtime controls of every level, so that decisions pay
+    // for looking controls up on the principal, its owner and the resource.
     for (idx, entity) in controlled.iter().enumerate() {
-        let lifecycle = if idx % 2 == 0 {
-            Lifecycle::Quarantined
-        } else {
-            Lifecycle::Suspended
-        };
-        with_controls
-            .inventory_mut()
-            .set_lifecycle(entity, lifecycle)?;
+        match idx % 4 {
+            0 => with_controls
+                .inventory_mut()
+                .set_lifecycle(entity, Lifecycle::Quarantined)?,
+            1 => with_controls
+                .inventory_mut()
+                .set_lifecycle(entity, Lifecycle::Suspended)?,
+            level => {
+                let level = match (level, idx % 8 < 4) {
+                    (2, true) => ControlLevel::Quarantine,
+                    (2, false) => ControlLevel::Downgrade,
+                    (_, true) => ControlLevel::RequireApproval,
+                    (_, false) => ControlLevel::Observe,
+                };
+                with_controls.inventory_mut().set_control(Control {
+                    id: format!("ctl_bench_{idx}"),
+                    target: entity.clone(),
+                    level,
+                    overlay: (level == ControlLevel::Downgrade).then(|| "read-only".to_owned()),
+                    safe_actions: Vec::new(),
+                    reason: "bench".to_owned(),
+                    placed_by: "bench".to_owned(),
+                    placed_at: 0,
+                    expires_at: None,
+                })?;
+            }
+        }
     }
     let explain = options();
     // Untimed: the controls touch none of these subjects, so the outcomes must agree.
@@ -617,7 +638,7 @@ fn print_side_by_side_table(side: &SideBySide) {
     println!("|---|---:|---:|---:|");
     row("no active controls", &side.none);
     row(
-        "10,000 active controls (5,000 quarantined, 5,000 suspended), same requests",
+        "10,000 active controls (2,500 quarantined, 2,500 suspended, 5,000 runtime controls of every level), same requests",
         &side.with_controls,
     );
     row(
