@@ -9,8 +9,10 @@
 use crate::admin::check;
 use crate::problem::ApiError;
 use crate::{now, read_json, AppStateRef};
-use arbiter_core::{Control, ControlLevel, Identity, Lifecycle};
-use arbiter_debt::{compute, html, set_figures, History, Report, RunOptions, Thresholds};
+use arbiter_core::{Control, ControlLevel, EntityRef, Identity, Lifecycle};
+use arbiter_debt::{
+    compute, html, set_figures, DebtFigures, History, Report, RunOptions, Thresholds,
+};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Query, State};
@@ -149,8 +151,9 @@ pub(crate) async fn publish(
                 continue;
             }
             // One write per identity: each is stored and published whole, or not at all.
-            put(&state2, &identity, &actor, &reason)?;
-            published += 1;
+            if put(&state2, &identity.entity_ref(), figures, &actor, &reason)? {
+                published += 1;
+            }
         }
         let mut downgraded = Vec::new();
         if let Some(limit) = report.thresholds.downgrade_score {
@@ -231,13 +234,26 @@ pub(crate) async fn publish(
     })))
 }
 
+/// Writes `figures` on the identity as it is now: read again under the writer lock, so that a
+/// change made since the report was computed is kept. Whether anything was written.
 fn put(
     state: &AppStateRef,
-    identity: &Identity,
+    entity: &EntityRef,
+    figures: &DebtFigures,
     actor: &arbiter_store::Actor,
     reason: &str,
-) -> Result<u64, ApiError> {
+) -> Result<bool, ApiError> {
     state.write(|snapshot| {
+        let mut identity: Identity = match state.store.get_identity(entity) {
+            Ok(identity) => identity,
+            // Deleted since: nothing to publish on.
+            Err(arbiter_store::StoreError::NotFound { .. }) => return Ok(false),
+            Err(err) => return Err(err.into()),
+        };
+        if !set_figures(&mut identity, figures) {
+            return Ok(false);
+        }
+        let identity = &identity;
         snapshot
             .inventory_mut()
             .upsert_identity(identity, state.schema.as_deref())
@@ -251,7 +267,8 @@ fn put(
                     ),
                 )
             })?;
-        Ok(state.store.put_identity(identity, actor, reason)?)
+        state.store.put_identity(identity, actor, reason)?;
+        Ok(true)
     })
 }
 
