@@ -431,3 +431,54 @@ async fn a_require_approval_control_sends_allowed_calls_to_a_person() {
     );
     server.stop().await;
 }
+
+async fn pending(server: &TestServer) -> usize {
+    let (_, _, queue) = server
+        .send(
+            "GET",
+            "/admin/v1/approvals?state=pending",
+            Some(server.key(Role::Auditor)),
+            None,
+        )
+        .await;
+    queue["approvals"].as_array().map_or(0, Vec::len)
+}
+
+/// A batch that asks not to settle approvals (a gateway filtering a tool list) opens none.
+#[tokio::test]
+async fn a_batch_can_ask_not_to_open_approval_requests() {
+    let server = TestServer::start(bundle()).await;
+    let batch = |settle: bool| {
+        json!({
+            "subject": {"type": "Agent", "id": "bot"},
+            "action": {"name": "call_tool"},
+            "evaluations": [{"resource": {"type": "Tool", "id": "wipe"}}],
+            "options": {"arbiter_context": true, "arbiter_settle_approvals": settle},
+        })
+        .to_string()
+    };
+    let (status, _, answer) = server
+        .send(
+            "POST",
+            "/access/v1/evaluations",
+            Some(server.key(Role::EnforcementPoint)),
+            Some(batch(false)),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer["evaluations"][0]["context"]["outcome"],
+        "approval_required"
+    );
+    assert_eq!(pending(&server).await, 0);
+    server
+        .send(
+            "POST",
+            "/access/v1/evaluations",
+            Some(server.key(Role::EnforcementPoint)),
+            Some(batch(true)),
+        )
+        .await;
+    assert_eq!(pending(&server).await, 1);
+    server.stop().await;
+}
