@@ -3,8 +3,8 @@
 //! cannot apply in place (a group removed while it has members, actions stored as groups).
 
 use arbiter_core::{
-    parse_request, DecisionRequest, EntityRef, Group, Identity, IdentityKind, InventoryDocument,
-    Lifecycle, RequestLimits, Resource, Signal,
+    parse_request, Control, ControlLevel, DecisionRequest, EntityRef, Group, Identity,
+    IdentityKind, InventoryDocument, Lifecycle, RequestLimits, Resource, Signal,
 };
 use arbiter_engine::{
     DecideOptions, EngineConfig, InventoryBuilder, OrphanRule, PolicySet, PolicySource, Snapshot,
@@ -167,6 +167,25 @@ fn history(store: &SqliteStore) -> BTreeMap<u64, InventoryDocument> {
     step!(store.put_resource(&resource("Folder", "F", &[]), &actor, "t"));
     step!(store.delete_resource(&EntityRef::new("Doc", "r"), &actor, "t"));
     step!(store.put_resource(&resource("Doc", "r", &[("Folder", "F")]), &actor, "t"));
+    // Runtime controls: placed, and one of them lifted again.
+    let control = |id: &str, target: &str, level: ControlLevel| Control {
+        id: id.into(),
+        target: EntityRef::new("Agent", target),
+        level,
+        overlay: None,
+        safe_actions: Vec::new(),
+        reason: "t".into(),
+        placed_by: "t".into(),
+        placed_at: 1,
+        expires_at: None,
+    };
+    step!(store.place_control(
+        &control("ctl_q", "x", ControlLevel::Quarantine),
+        &actor,
+        "t"
+    ));
+    step!(store.place_control(&control("ctl_o", "y", ControlLevel::Observe), &actor, "t"));
+    step!(store.lift_control("ctl_q", &actor, "t"));
     states
 }
 
@@ -197,6 +216,12 @@ fn normalised(document: &InventoryDocument) -> Vec<String> {
         .chain(
             document
                 .signals
+                .iter()
+                .map(|item| serde_json::to_string(item).unwrap()),
+        )
+        .chain(
+            document
+                .controls
                 .iter()
                 .map(|item| serde_json::to_string(item).unwrap()),
         )
