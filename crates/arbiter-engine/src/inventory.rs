@@ -95,6 +95,9 @@ pub struct Inventory {
     /// Runtime controls by target. Kept for targets that are not (or no longer) in the
     /// inventory too, like signals: a control placed on a departed owner still applies.
     controls: UidMap<Arc<[Control]>>,
+    /// How many targets of each entity type carry controls: a decision skips looking up the
+    /// many entities (resource ancestors, owners) whose type carries none.
+    control_types: BTreeMap<EntityType, usize>,
     version: u64,
 }
 
@@ -187,7 +190,12 @@ impl Inventory {
             .cloned()
             .collect();
         controls.push(control);
-        self.controls.insert(uid, controls.into());
+        if self.controls.insert(uid.clone(), controls.into()).is_none() {
+            *self
+                .control_types
+                .entry(uid.entity_type().clone())
+                .or_default() += 1;
+        }
         self.version += 1;
         Ok(())
     }
@@ -208,6 +216,12 @@ impl Inventory {
             .collect();
         if rest.is_empty() {
             self.controls.remove(&uid);
+            if let Some(count) = self.control_types.get_mut(uid.entity_type()) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.control_types.remove(uid.entity_type());
+                }
+            }
         } else {
             self.controls.insert(uid, rest.into());
         }
