@@ -4,6 +4,7 @@
 
 use crate::auth::{authorize, generate_key, hash_key, Caller, KeyInfo, Role};
 use crate::problem::ApiError;
+use crate::signal_rules::Then;
 use crate::state::compile;
 use crate::{now, read_json, AppStateRef};
 use arbiter_core::{EntityRef, Group, Identity, IdentityKind, Lifecycle, Resource, Signal};
@@ -398,18 +399,57 @@ pub(crate) async fn put_signal(
                 .config
                 .signal_rules
                 .iter()
-                .find_map(|rule| rule.fires(&signal).map(|lifecycle| (rule, lifecycle)));
-            if let (true, Some((rule, lifecycle))) = (active, fired) {
-                snapshot
-                    .inventory_mut()
-                    .set_lifecycle(&signal.subject, lifecycle)?;
-                state2.store.set_lifecycle(
-                    &signal.subject,
-                    lifecycle,
-                    &arbiter_store::Actor::new("signal-rules", "system"),
-                    &rule.reason(&signal),
-                )?;
-                tracing::warn!(subject = %signal.subject, lifecycle = lifecycle.as_str(), "a signal rule contained an identity");
+                .find_map(|rule| rule.fires(&signal).map(|then| (rule, then.clone())));
+            let rules_actor = arbiter_store::Actor::new("signal-rules", "system");
+            match fired {
+                Some((rule, Then::Lifecycle(lifecycle))) if active => {
+                    snapshot
+                        .inventory_mut()
+                        .set_lifecycle(&signal.subject, lifecycle)?;
+                    state2.store.set_lifecycle(
+                        &signal.subject,
+                        lifecycle,
+                        &rules_actor,
+                        &rule.reason(&signal),
+                    )?;
+                    tracing::warn!(subject = %signal.subject, lifecycle = lifecycle.as_str(), "a signal rule contained an identity");
+                }
+                Some((rule, Then::Control { level, overlay })) => {
+                    // One control per rule and subject: a signal reported again does not pile up
+                    // controls while the first is in force.
+                    let reason = rule.reason(&signal);
+                    let rule_tag = format!("rule `{}`", rule.text());
+                    let placed = snapshot.inventory().controls().any(|control| {
+                        control.target == signal.subject
+                            && control.placed_by == rules_actor.id
+                            && control.reason.ends_with(&rule_tag)
+                            && control.is_active(crate::now())
+                    });
+                    let known = overlay
+                        .as_ref()
+                        .is_none_or(|name| snapshot.policies().has_overlay(name));
+                    if !placed && known {
+                        let control = arbiter_core::Control {
+                            id: format!("ctl_{}", uuid::Uuid::now_v7().simple()),
+                            target: signal.subject.clone(),
+                            level,
+                            overlay,
+                            safe_actions: Vec::new(),
+                            reason,
+                            placed_by: rules_actor.id.clone(),
+                            placed_at: crate::now(),
+                            expires_at: None,
+                        };
+                        state2
+                            .store
+                            .place_control(&control, &rules_actor, &control.reason)?;
+                        tracing::warn!(subject = %signal.subject, level = level.as_str(), "a signal rule placed a control");
+                        snapshot.inventory_mut().set_control(control)?;
+                    } else if !known {
+                        tracing::error!(rule = rule.text(), "a signal rule names an overlay the active policy set lacks; no control placed");
+                    }
+                }
+                Some((_, Then::Lifecycle(_))) | None => {}
             }
             Ok(signal)
         })

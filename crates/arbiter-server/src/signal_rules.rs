@@ -1,8 +1,9 @@
 //! Signals that drive controls: a rule such as `anomaly_score >= 80 => quarantined` turns a
-//! reported signal into a lifecycle change of its subject, in the same write as the signal, and
-//! records the signal that triggered it as the change's reason.
+//! reported signal into a lifecycle change of its subject, or `risk >= 50 => downgrade:read-only`
+//! into a runtime control (`docs/controls.md`), in the same write as the signal, and records the
+//! signal that triggered it as the change's reason.
 
-use arbiter_core::{Lifecycle, Signal};
+use arbiter_core::{ControlLevel, Lifecycle, Signal};
 use std::str::FromStr;
 
 /// How a rule compares the signal's value with its threshold.
@@ -15,36 +16,64 @@ enum Comparison {
     Equal,
 }
 
-/// One rule: when signal `name` compares with `threshold`, move the subject to `then`.
+/// What a rule does to the signal's subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Move it to this lifecycle state (quarantined or suspended).
+    Lifecycle(Lifecycle),
+    /// Place a runtime control of this level (with the overlay, for a downgrade).
+    Control {
+        level: ControlLevel,
+        overlay: Option<String>,
+    },
+}
+
+/// One rule: when signal `name` compares with `threshold`, do `then` to the subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignalRule {
     name: String,
     comparison: Comparison,
     threshold: serde_json::Value,
-    then: Lifecycle,
+    then: Then,
     text: String,
 }
 
 impl FromStr for SignalRule {
     type Err = String;
 
-    /// `<signal> <op> <value> => <suspended|quarantined>`, with `op` one of `>=`, `>`, `<=`,
-    /// `<`, `==`; the value is an integer, `true`/`false`, or a string in double quotes.
+    /// `<signal> <op> <value> => <action>`, with `op` one of `>=`, `>`, `<=`, `<`, `==`; the
+    /// value is an integer, `true`/`false`, or a string in double quotes; the action is
+    /// `quarantined` or `suspended` (lifecycle), or `observe`, `require_approval` or
+    /// `downgrade:<overlay>` (a runtime control).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let usage = || {
             format!(
-                "`{text}`: a signal rule reads `<signal> <op> <value> => <suspended|quarantined>`, e.g. `anomaly_score >= 80 => quarantined`"
+                "`{text}`: a signal rule reads `<signal> <op> <value> => <action>`, e.g. `anomaly_score >= 80 => quarantined`; actions: quarantined, suspended, observe, require_approval, downgrade:<overlay>"
             )
         };
         let (condition, then) = text.split_once("=>").ok_or_else(usage)?;
         let then = match then.trim() {
-            "quarantined" | "quarantine" => Lifecycle::Quarantined,
-            "suspended" | "suspend" => Lifecycle::Suspended,
-            other => {
-                return Err(format!(
-                    "`{text}`: a rule may quarantine or suspend, not `{other}` (revocation stays a person's decision)"
-                ))
-            }
+            "quarantined" | "quarantine" => Then::Lifecycle(Lifecycle::Quarantined),
+            "suspended" | "suspend" => Then::Lifecycle(Lifecycle::Suspended),
+            "observe" => Then::Control {
+                level: ControlLevel::Observe,
+                overlay: None,
+            },
+            "require_approval" => Then::Control {
+                level: ControlLevel::RequireApproval,
+                overlay: None,
+            },
+            other => match other.split_once(':') {
+                Some(("downgrade", overlay)) if !overlay.trim().is_empty() => Then::Control {
+                    level: ControlLevel::Downgrade,
+                    overlay: Some(overlay.trim().to_owned()),
+                },
+                _ => {
+                    return Err(format!(
+                        "`{text}`: a rule may quarantine, suspend, observe, require approval or downgrade:<overlay>, not `{other}` (revocation stays a person's decision)"
+                    ))
+                }
+            },
         };
         // Two-character operators first, so `>=` is not read as `>`.
         let operators = [
@@ -86,8 +115,8 @@ impl FromStr for SignalRule {
 }
 
 impl SignalRule {
-    /// The lifecycle this signal calls for, if the rule matches it.
-    pub(crate) fn fires(&self, signal: &Signal) -> Option<Lifecycle> {
+    /// What this signal calls for, if the rule matches it.
+    pub(crate) fn fires(&self, signal: &Signal) -> Option<&Then> {
         if signal.name != self.name {
             return None;
         }
@@ -104,7 +133,12 @@ impl SignalRule {
                 _ => false,
             },
         };
-        matched.then_some(self.then)
+        matched.then_some(&self.then)
+    }
+
+    /// The rule as written.
+    pub(crate) fn text(&self) -> &str {
+        &self.text
     }
 
     /// The reason recorded with the change it makes.
@@ -138,7 +172,7 @@ mod tests {
         let rule: SignalRule = "anomaly_score >= 80 => quarantined".parse().unwrap();
         assert_eq!(
             rule.fires(&signal("anomaly_score", json!(80))),
-            Some(Lifecycle::Quarantined)
+            Some(&Then::Lifecycle(Lifecycle::Quarantined))
         );
         assert_eq!(rule.fires(&signal("anomaly_score", json!(79))), None);
         assert_eq!(rule.fires(&signal("risk_score", json!(99))), None);
@@ -146,9 +180,18 @@ mod tests {
         let posture: SignalRule = r#"device_posture == "failed" => suspended"#.parse().unwrap();
         assert_eq!(
             posture.fires(&signal("device_posture", json!("failed"))),
-            Some(Lifecycle::Suspended)
+            Some(&Then::Lifecycle(Lifecycle::Suspended))
+        );
+        let downgrade: SignalRule = "risk >= 50 => downgrade:read-only".parse().unwrap();
+        assert_eq!(
+            downgrade.fires(&signal("risk", json!(60))),
+            Some(&Then::Control {
+                level: ControlLevel::Downgrade,
+                overlay: Some("read-only".into())
+            })
         );
         assert!("x >= 1 => revoked".parse::<SignalRule>().is_err());
+        assert!("x >= 1 => downgrade:".parse::<SignalRule>().is_err());
         assert!("x >= high => quarantined".parse::<SignalRule>().is_err());
         assert!("nonsense".parse::<SignalRule>().is_err());
     }

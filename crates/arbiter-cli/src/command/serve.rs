@@ -81,8 +81,9 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     no_sponsor_cascade: bool,
     /// Turn a reported signal into a control on its subject, e.g.
-    /// `anomaly_score >= 80 => quarantined` (or `=> suspended`). Repeatable; the first rule that
-    /// matches applies, and the change records the signal that triggered it.
+    /// `anomaly_score >= 80 => quarantined` (or `=> suspended`, `=> observe`,
+    /// `=> require_approval`, `=> downgrade:<overlay>`). Repeatable; the first rule that matches
+    /// applies, and the change records the signal that triggered it.
     #[arg(long = "signal-rule")]
     signal_rules: Vec<arbiter_server::signal_rules::SignalRule>,
 }

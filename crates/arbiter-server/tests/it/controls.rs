@@ -104,3 +104,62 @@ async fn a_quarantine_control_takes_effect_on_the_next_decision_and_lifts_cleanl
     );
     server.stop().await;
 }
+
+/// A signal rule can place a runtime control: here a high risk score makes every allowed call
+/// of the agent wait for a person, once, however often the signal is reported again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_rule_places_a_runtime_control_once() {
+    let config = arbiter_server::ServerConfig {
+        signal_rules: vec!["drift_score >= 70 => require_approval".parse().unwrap()],
+        ..arbiter_server::ServerConfig::default()
+    };
+    let server = TestServer::start_configured(Bundle::demo(), config).await;
+    let admin = server.key(Role::Admin).to_owned();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let report = |score: i64| {
+        serde_json::json!({
+            "subject": {"type": "Agent", "id": "support-copilot"},
+            "name": "drift_score",
+            "value": score,
+            "source": "ueba",
+            "observed_at": now,
+            "ttl_seconds": 600
+        })
+        .to_string()
+    };
+    let controls = |listed: &serde_json::Value| listed.as_array().map_or(0, Vec::len);
+    server
+        .send("PUT", "/admin/v1/signals", Some(&admin), Some(report(20)))
+        .await;
+    let (_, _, listed) = server
+        .send("GET", "/admin/v1/controls", Some(&admin), None)
+        .await;
+    assert_eq!(controls(&listed), 0);
+    for score in [80, 85] {
+        let (status, _, _) = server
+            .send(
+                "PUT",
+                "/admin/v1/signals",
+                Some(&admin),
+                Some(report(score)),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (_, _, listed) = server
+        .send("GET", "/admin/v1/controls", Some(&admin), None)
+        .await;
+    assert_eq!(controls(&listed), 1, "{listed}");
+    assert_eq!(listed[0]["level"], "require_approval");
+    assert_eq!(listed[0]["placed_by"], "signal-rules");
+    assert!(listed[0]["reason"].as_str().unwrap().contains("drift_score"));
+    let (_, decision) = server.decide(READ_COPILOT).await;
+    assert_eq!(
+        decision["context"]["outcome"], "approval_required",
+        "{decision}"
+    );
+    server.stop().await;
+}
