@@ -155,7 +155,10 @@ async fn a_signal_rule_places_a_runtime_control_once() {
     assert_eq!(controls(&listed), 1, "{listed}");
     assert_eq!(listed[0]["level"], "require_approval");
     assert_eq!(listed[0]["placed_by"], "signal-rules");
-    assert!(listed[0]["reason"].as_str().unwrap().contains("drift_score"));
+    assert!(listed[0]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("drift_score"));
     let (_, decision) = server.decide(READ_COPILOT).await;
     assert_eq!(
         decision["context"]["outcome"], "approval_required",
