@@ -459,6 +459,15 @@ impl Table {
 }
 
 /// Labelled facts about one object, one a line, values aligned and cleaned; `-` when empty.
+/// The value at a JSON pointer as plain text: strings without quotes, nothing for null or absent.
+pub(crate) fn text_at(value: &Value, pointer: &str) -> String {
+    match value.pointer(pointer) {
+        Some(Value::String(text)) => text.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
 pub(crate) fn facts(rows: &[(&str, String)]) -> String {
     let width = rows
         .iter()

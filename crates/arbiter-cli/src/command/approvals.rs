@@ -2,8 +2,8 @@
 //! key acts for; wait for one to be decided.
 
 use crate::command::admin::{
-    emit, emit_json, exit_code, facts, format_time, parse_reason, Api, ConnectionArgs, Reason,
-    Table,
+    emit, emit_json, exit_code, facts, format_time, parse_reason, text_at as text, Api,
+    ConnectionArgs, Reason, Table,
 };
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -104,14 +104,6 @@ fn dispatch(args: ApprovalsArgs) -> Result<ExitCode> {
         show(&answer)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer) {
-        Some(Value::String(text)) => text.clone(),
-        None | Some(Value::Null) => String::new(),
-        Some(other) => other.to_string(),
-    }
 }
 
 fn asked(approval: &Value) -> String {

@@ -2,7 +2,8 @@
 //! Observe, require approval, downgrade to an overlay, quarantine with a safe set; list; lift.
 
 use crate::command::admin::{
-    emit, emit_json, exit_code, format_time, parse_reason, Api, ConnectionArgs, Reason, Table,
+    emit, emit_json, exit_code, format_time, parse_reason, text_at as text, Api, ConnectionArgs,
+    Reason, Table,
 };
 use anyhow::{anyhow, Result};
 use arbiter_core::{EntityRef, IdentityKind};
@@ -184,14 +185,6 @@ fn report(answer: &Value, json: bool) -> Result<ExitCode> {
         text(control, "/reason")
     ))?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn text(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer) {
-        Some(Value::String(text)) => text.clone(),
-        None | Some(Value::Null) => String::new(),
-        Some(other) => other.to_string(),
-    }
 }
 
 fn target_text(control: &Value) -> String {
