@@ -401,13 +401,10 @@ impl Snapshot {
             hop
         };
         // Quarantine first: outside its safe actions nothing is evaluated.
-        let action_name = resolved.action.eid().escaped();
+        let action_name: &str = resolved.action.eid().as_ref();
         if let Some((target, control)) = controls.iter().find(|(_, control)| {
             control.level == ControlLevel::Quarantine
-                && !control
-                    .safe_actions
-                    .iter()
-                    .any(|safe| safe.as_str() == action_name.as_str())
+                && !control.safe_actions.iter().any(|safe| safe == action_name)
         }) {
             return (contained(contained_guard(target, control)), context_json);
         }
@@ -455,11 +452,12 @@ impl Snapshot {
         let mut hop = self.judge(principal, evaluation, options);
         hop.controls = applied;
         if let Some((idx, error)) = overlay_hits.first() {
+            // An overlay policy forbade or failed: deny, whatever else is known about it.
+            hop.outcome = Outcome::Deny;
             if let Some((_, target, control)) =
                 overlay_owner.iter().find(|(owned, _, _)| owned == idx)
             {
                 let policy = self.policy(*idx).map(|policy| policy.id.clone());
-                hop.outcome = Outcome::Deny;
                 hop.guard = Some(GuardViolation::Downgraded {
                     control: control.id.clone(),
                     target: from_uid(target),

@@ -415,14 +415,14 @@ pub(crate) async fn put_signal(
                     tracing::warn!(subject = %signal.subject, lifecycle = lifecycle.as_str(), "a signal rule contained an identity");
                 }
                 Some((rule, Then::Control { level, overlay })) => {
-                    // One control per rule and subject: a signal reported again does not pile up
-                    // controls while the first is in force.
+                    // One control per subject and kind: a signal reported again does not pile
+                    // up controls while the first is in force.
                     let reason = rule.reason(&signal);
-                    let rule_tag = format!("rule `{}`", rule.text());
                     let placed = snapshot.inventory().controls().any(|control| {
                         control.target == signal.subject
                             && control.placed_by == rules_actor.id
-                            && control.reason.ends_with(&rule_tag)
+                            && control.level == level
+                            && control.overlay == overlay
                             && control.is_active(crate::now())
                     });
                     let known = overlay
