@@ -5,12 +5,19 @@
 
 use crate::checkpoint::Checkpoint;
 use crate::merkle::{Frontier, Hash};
+use crate::postings::{Pending, DEFAULT_BLOCK};
 use crate::record::{leaf_of, Columns};
 use crate::LogError;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use std::path::Path;
 
+/// The layout this code writes. Format 1 kept bodies in `entries` and indexed every search
+/// column with its own B-tree; [`LogDb::open`] upgrades it in place (leaves are unchanged).
+const FORMAT: i64 = 2;
+
 const SCHEMA: &str = r#"
+-- One row per entry: its search columns and leaf hash. Small rows, so that a scan of the
+-- columns (usage analysis, verification of the tree) does not read bodies.
 CREATE TABLE IF NOT EXISTS entries (
     seq            INTEGER PRIMARY KEY, -- 1, 2, 3…, assigned by the writer, never reused
     kind           TEXT    NOT NULL,    -- decision | change | notice
@@ -24,26 +31,28 @@ CREATE TABLE IF NOT EXISTS entries (
     policy_version INTEGER NOT NULL,
     entities       TEXT    NOT NULL,    -- JSON array: delegation hops, then the subject
     policies       TEXT    NOT NULL,    -- JSON array: determining policies
-    body           BLOB    NOT NULL,    -- the entry's JSON, exactly as hashed
     leaf           BLOB    NOT NULL     -- record::leaf_of(seq, columns, body)
 ) STRICT;
+-- The entry's JSON, exactly as hashed; emptied by retention for old decisions.
+CREATE TABLE IF NOT EXISTS bodies (
+    seq  INTEGER PRIMARY KEY,
+    body BLOB    NOT NULL
+) STRICT;
+-- Decision ids are UUIDv7 and times grow with seq: both indexes are appended to at the end.
 CREATE INDEX IF NOT EXISTS entries_by_decision ON entries (decision_id) WHERE decision_id <> '';
 CREATE INDEX IF NOT EXISTS entries_by_at ON entries (at);
-CREATE INDEX IF NOT EXISTS entries_by_principal ON entries (principal, seq);
-CREATE INDEX IF NOT EXISTS entries_by_owner ON entries (owner, seq) WHERE owner <> '';
-CREATE INDEX IF NOT EXISTS entries_by_action ON entries (action, seq);
-CREATE INDEX IF NOT EXISTS entries_by_resource ON entries (resource, seq);
--- Search indexes over the JSON arrays above (a hop of a delegation chain; a determining policy).
-CREATE TABLE IF NOT EXISTS entry_entities (
-    entity TEXT    NOT NULL,
-    seq    INTEGER NOT NULL,
-    PRIMARY KEY (entity, seq)
+-- The search index over entities, owners, actions, resources and policies (see postings.rs).
+CREATE TABLE IF NOT EXISTS postings (
+    block   INTEGER NOT NULL,
+    term    TEXT    NOT NULL,
+    offsets BLOB    NOT NULL,           -- little-endian u16 offsets into the block, ascending
+    PRIMARY KEY (block, term)
 ) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS entry_policies (
-    policy TEXT    NOT NULL,
-    seq    INTEGER NOT NULL,
-    PRIMARY KEY (policy, seq)
-) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS posting_state (
+    singleton      INTEGER PRIMARY KEY CHECK (singleton = 1),
+    block          INTEGER NOT NULL,    -- entries per block
+    sealed_through INTEGER NOT NULL     -- entries up to here are in `postings`
+) STRICT;
 -- Signed tree heads: one about every second, kept for good.
 CREATE TABLE IF NOT EXISTS checkpoints (
     size      INTEGER PRIMARY KEY,
@@ -68,17 +77,35 @@ CREATE TABLE IF NOT EXISTS retention (
     at      INTEGER NOT NULL
 ) STRICT;
 -- Entries are history. The triggers stop mistakes; verification catches everything else. The
--- one update allowed is retention's: emptying the body of an entry it covers, nothing else.
+-- one update allowed is retention's: emptying the body of a decision it covers.
 CREATE TRIGGER IF NOT EXISTS entries_no_update BEFORE UPDATE ON entries
-WHEN NOT (NEW.body = X'' AND NEW.seq = OLD.seq AND NEW.leaf = OLD.leaf AND NEW.kind = OLD.kind
-      AND NEW.at = OLD.at AND NEW.decision_id = OLD.decision_id AND NEW.principal = OLD.principal
-      AND NEW.owner = OLD.owner AND NEW.outcome = OLD.outcome AND NEW.action = OLD.action
-      AND NEW.resource = OLD.resource AND NEW.policy_version = OLD.policy_version
-      AND NEW.entities = OLD.entities AND NEW.policies = OLD.policies
-      AND OLD.kind = 'decision' AND OLD.seq <= (SELECT COALESCE(MAX(through), 0) FROM retention))
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_no_delete BEFORE DELETE ON entries
 BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS bodies_no_update BEFORE UPDATE ON bodies
+WHEN NOT (NEW.body = X'' AND NEW.seq = OLD.seq
+      AND (SELECT kind FROM entries WHERE seq = OLD.seq) = 'decision'
+      AND OLD.seq <= (SELECT COALESCE(MAX(through), 0) FROM retention))
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS bodies_no_delete BEFORE DELETE ON bodies
+BEGIN SELECT RAISE(ABORT, 'the decision log is append-only'); END;
+"#;
+
+/// Format 1 → 2: bodies move to their own table; the per-column B-tree indexes and the two
+/// search tables give way to `postings`, which the writer builds on open. Leaves, checkpoints
+/// and retention are untouched, so the log verifies exactly as before.
+const UPGRADE_FROM_1: &str = r#"
+DROP TRIGGER IF EXISTS entries_no_update;
+DROP TRIGGER IF EXISTS entries_no_delete;
+CREATE TABLE bodies (seq INTEGER PRIMARY KEY, body BLOB NOT NULL) STRICT;
+INSERT INTO bodies (seq, body) SELECT seq, body FROM entries ORDER BY seq;
+ALTER TABLE entries DROP COLUMN body;
+DROP INDEX IF EXISTS entries_by_principal;
+DROP INDEX IF EXISTS entries_by_owner;
+DROP INDEX IF EXISTS entries_by_action;
+DROP INDEX IF EXISTS entries_by_resource;
+DROP TABLE IF EXISTS entry_entities;
+DROP TABLE IF EXISTS entry_policies;
 "#;
 
 /// One stored row.
@@ -114,20 +141,32 @@ pub struct Prepared {
 #[derive(Debug)]
 pub struct LogDb {
     conn: Connection,
+    /// The writer's postings for the block being filled; `None` when opened read-only, and
+    /// after a failed append (reloaded from disk by the next one).
+    pending: Option<Pending>,
+    block: u32,
 }
 
-pub(crate) const ROW_COLUMNS: &str = "seq, kind, at, decision_id, principal, owner, outcome, action, resource, policy_version, entities, policies, body, leaf";
+/// The columns of a stored row, in [`row_from_sql`]'s order, and where they are read from.
+pub(crate) const ROW_COLUMNS: &str = "e.seq, e.kind, e.at, e.decision_id, e.principal, e.owner, e.outcome, e.action, e.resource, e.policy_version, e.entities, e.policies, b.body, e.leaf";
+pub(crate) const ROW_SOURCE: &str = "entries e LEFT JOIN bodies b ON b.seq = e.seq";
 
 impl LogDb {
-    /// Opens (creating if needed) the log for writing. Every commit is fsynced
-    /// (`synchronous = FULL`): an entry is on disk when its transaction returns.
+    /// Opens (creating if needed, upgrading an older format) the log for writing. Every commit
+    /// is fsynced (`synchronous = FULL`): an entry is on disk when its transaction returns.
     pub fn open(path: &Path) -> Result<Self, LogError> {
+        Self::open_with_block(path, DEFAULT_BLOCK)
+    }
+
+    /// Like [`open`](Self::open); a new log indexes its entries in blocks of `block` (tests
+    /// use small blocks to cross block boundaries; an existing log keeps its own).
+    pub fn open_with_block(path: &Path, block: u32) -> Result<Self, LogError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let conn = Connection::open(path)?;
-        // Set before the first table exists (a no-op afterwards): entries are ~2-3 KB, and
-        // larger pages hold several, so a commit writes fewer, fuller pages.
+        let mut conn = Connection::open(path)?;
+        // Set before the first table exists (a no-op afterwards): larger pages hold several
+        // entries, so a commit writes fewer, fuller pages.
         conn.pragma_update(None, "page_size", 16_384)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -137,8 +176,15 @@ impl LogDb {
                                                           // Checkpoint (copy the WAL into the database, fsync it) every 4096 pages (64 MB).
         conn.pragma_update(None, "wal_autocheckpoint", 4_096)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self { conn })
+        upgrade(&mut conn)?;
+        let tx = conn.transaction()?;
+        let pending = Pending::load(&tx, block)?;
+        tx.commit()?;
+        Ok(Self {
+            conn,
+            pending: Some(pending),
+            block,
+        })
     }
 
     /// Opens an existing log read-only (verification, search, replay).
@@ -151,7 +197,18 @@ impl LogDb {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Self { conn })
+        let format: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+        if format != FORMAT && has_table(&conn, "entries")? {
+            return Err(LogError::Corrupt(format!(
+                "{} is in log format {format}; this version reads format {FORMAT}. Start `arbiter serve` on it once to upgrade it in place",
+                path.display()
+            )));
+        }
+        Ok(Self {
+            conn,
+            pending: None,
+            block: DEFAULT_BLOCK,
+        })
     }
 
     pub(crate) fn conn(&self) -> &Connection {
@@ -221,21 +278,24 @@ impl LogDb {
         latest: &Checkpoint,
         keep: bool,
     ) -> Result<(), LogError> {
+        // Taken for the transaction: if it fails, the next append reloads the block from disk.
+        let pending = self.pending.take();
         let tx = self.conn.transaction()?;
+        let mut pending = match pending {
+            Some(pending) => pending,
+            None => Pending::load(&tx, self.block)?,
+        };
         {
             let mut insert = tx.prepare(
-                "INSERT INTO entries (seq, kind, at, decision_id, principal, owner, outcome, action, resource, policy_version, entities, policies, body, leaf)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                "INSERT INTO entries (seq, kind, at, decision_id, principal, owner, outcome, action, resource, policy_version, entities, policies, leaf)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
-            let mut entity =
-                tx.prepare("INSERT OR IGNORE INTO entry_entities (entity, seq) VALUES (?1, ?2)")?;
-            let mut policy =
-                tx.prepare("INSERT OR IGNORE INTO entry_policies (policy, seq) VALUES (?1, ?2)")?;
+            let mut body = tx.prepare("INSERT INTO bodies (seq, body) VALUES (?1, ?2)")?;
             for (offset, (prepared, leaf)) in entries.iter().enumerate() {
-                let seq = (first_seq + offset as u64) as i64;
+                let seq = first_seq + offset as u64;
                 let columns = &prepared.columns;
                 insert.execute(params![
-                    seq,
+                    seq as i64,
                     columns.kind,
                     columns.at,
                     columns.decision_id,
@@ -247,15 +307,10 @@ impl LogDb {
                     columns.policy_version as i64,
                     serde_json::to_string(&columns.entities)?,
                     serde_json::to_string(&columns.policies)?,
-                    prepared.body,
                     &leaf[..],
                 ])?;
-                for name in &columns.entities {
-                    entity.execute(params![name, seq])?;
-                }
-                for name in &columns.policies {
-                    policy.execute(params![name, seq])?;
-                }
+                body.execute(params![seq as i64, prepared.body])?;
+                pending.add(&tx, seq, columns)?;
             }
             tx.execute(
                 "INSERT INTO latest_checkpoint (singleton, size, root, at, key_id, signature)
@@ -284,6 +339,7 @@ impl LogDb {
             }
         }
         tx.commit()?;
+        self.pending = Some(pending);
         Ok(())
     }
 
@@ -299,8 +355,9 @@ impl LogDb {
             params![through as i64, at],
         )?;
         let pruned = tx.execute(
-            "UPDATE entries SET body = X''
-             WHERE seq BETWEEN ?1 AND ?2 AND kind = 'decision' AND body <> X''",
+            "UPDATE bodies SET body = X''
+             WHERE seq BETWEEN ?1 AND ?2 AND body <> X''
+               AND seq IN (SELECT seq FROM entries WHERE seq BETWEEN ?1 AND ?2 AND kind = 'decision')",
             params![from as i64, through as i64],
         )?;
         tx.commit()?;
@@ -311,7 +368,8 @@ impl LogDb {
     /// from the notices themselves, which the tree covers, not from the `retention` table.
     pub fn pruned_through(&self) -> Result<u64, LogError> {
         let mut statement = self.conn.prepare(
-            "SELECT body FROM entries WHERE kind = 'notice' AND outcome = 'retention' AND body <> X''",
+            "SELECT b.body FROM entries e JOIN bodies b ON b.seq = e.seq
+             WHERE e.kind = 'notice' AND e.outcome = 'retention' AND b.body <> X''",
         )?;
         let mut rows = statement.query([])?;
         let mut through = 0;
@@ -386,7 +444,7 @@ impl LogDb {
         mut visit: impl FnMut(u64, Result<Row, LogError>) -> Result<(), LogError>,
     ) -> Result<(), LogError> {
         let mut statement = self.conn.prepare(&format!(
-            "SELECT {ROW_COLUMNS} FROM entries WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+            "SELECT {ROW_COLUMNS} FROM {ROW_SOURCE} WHERE e.seq BETWEEN ?1 AND ?2 ORDER BY e.seq"
         ))?;
         let mut rows = statement.query(params![from as i64, to.min(i64::MAX as u64) as i64])?;
         while let Some(row) = rows.next()? {
@@ -398,9 +456,9 @@ impl LogDb {
 
     /// The row with this seq.
     pub fn row(&self, seq: u64) -> Result<Option<Row>, LogError> {
-        let mut statement = self
-            .conn
-            .prepare(&format!("SELECT {ROW_COLUMNS} FROM entries WHERE seq = ?1"))?;
+        let mut statement = self.conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM {ROW_SOURCE} WHERE e.seq = ?1"
+        ))?;
         let mut rows = statement.query([seq as i64])?;
         match rows.next()? {
             Some(row) => Ok(Some(row_from_sql(row)?)),
@@ -454,7 +512,46 @@ pub(crate) fn row_from_sql(row: &rusqlite::Row<'_>) -> Result<Row, LogError> {
             entities: list(10)?,
             policies: list(11)?,
         },
-        body: row.get(12)?,
+        body: row
+            .get::<_, Option<Vec<u8>>>(12)?
+            .ok_or_else(|| LogError::Corrupt(format!("entry {seq}: its body is missing")))?,
         leaf: row.get(13)?,
     })
+}
+
+/// Brings a writable log to [`FORMAT`]: a new file gets the schema; a format-1 file is upgraded
+/// in one transaction.
+fn upgrade(conn: &mut Connection) -> Result<(), LogError> {
+    let format: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let tx = conn.transaction()?;
+    if format < 2 && has_table(&tx, "entries")? {
+        let with_body: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('entries') WHERE name = 'body'",
+            [],
+            |row| row.get(0),
+        )?;
+        if with_body == 1 {
+            tracing::info!("upgrading the decision log to format {FORMAT}");
+            tx.execute_batch(UPGRADE_FROM_1)?;
+        }
+    } else if format > FORMAT {
+        return Err(LogError::Corrupt(format!(
+            "the log is in format {format}, newer than this version's {FORMAT}"
+        )));
+    }
+    tx.execute_batch(SCHEMA)?;
+    tx.pragma_update(None, "user_version", FORMAT)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn has_table(conn: &Connection, name: &str) -> Result<bool, LogError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
 }

@@ -7,6 +7,7 @@
 //! - [`db`]: the SQLite file the entries live in.
 //! - [`writer`]: the group-commit writer and the [`DecisionLog`] handle callers append through.
 //! - [`verify`](mod@verify): full verification, and inclusion proofs for one entry.
+//! - [`postings`]: the block index searches use.
 //! - [`query`]: searching entries.
 //! - [`usage`]: decisions read from the search columns alone, for usage analysis.
 //!
@@ -19,6 +20,7 @@
 pub mod checkpoint;
 pub mod db;
 pub mod merkle;
+pub mod postings;
 pub mod query;
 pub mod record;
 pub mod usage;

@@ -49,6 +49,8 @@ pub struct LogConfig {
     pub queue: usize,
     /// How often a checkpoint is kept (the latest is always rewritten with each commit).
     pub keep_every: Duration,
+    /// Entries per block of the search index, for a new log (see [`crate::postings`]).
+    pub posting_block: u32,
 }
 
 impl LogConfig {
@@ -62,6 +64,7 @@ impl LogConfig {
             max_group: 8192,
             queue: 4096,
             keep_every: Duration::from_secs(1),
+            posting_block: crate::postings::DEFAULT_BLOCK,
         }
     }
 }
@@ -167,7 +170,7 @@ impl DecisionLog {
     /// latest signed checkpoint: a tampered or damaged log is not written to.
     pub fn open(config: LogConfig) -> Result<(Self, std::thread::JoinHandle<()>), LogError> {
         let key = LogKey::load_or_create(&config.key_path)?;
-        let db = LogDb::open(&config.path)?;
+        let db = LogDb::open_with_block(&config.path, config.posting_block)?;
         let frontier = checked_frontier(&db, &key)?;
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
         let health = Arc::new(LogHealth::default());
@@ -338,7 +341,7 @@ impl Writer {
 
     fn retain(&mut self, retention: Retention) -> Result<RetentionReport, LogError> {
         if self.db.is_none() {
-            let db = LogDb::open(&self.config.path)?;
+            let db = LogDb::open_with_block(&self.config.path, self.config.posting_block)?;
             self.frontier = checked_frontier(&db, &self.key)?;
             self.db = Some(db);
         }
@@ -392,17 +395,17 @@ impl Writer {
         })
     }
 
-    fn commit_group(&mut self, group: Vec<Job>) {
+    fn commit_group(&mut self, mut group: Vec<Job>) {
         let started = Instant::now();
+        let lengths: Vec<u64> = group.iter().map(|job| job.entries.len() as u64).collect();
         let entries: Vec<Prepared> = group
-            .iter()
-            .flat_map(|job| job.entries.iter().cloned())
+            .iter_mut()
+            .flat_map(|job| std::mem::take(&mut job.entries))
             .collect();
         match self.commit(entries) {
             Ok(first_seq) => {
                 let mut seq = first_seq;
-                for job in group {
-                    let len = job.entries.len() as u64;
+                for (job, len) in group.into_iter().zip(lengths) {
                     if let Some(done) = job.done {
                         let _ = done.send(Ok(seq));
                     }
@@ -475,7 +478,7 @@ impl Writer {
 
     fn commit(&mut self, entries: Vec<Prepared>) -> Result<u64, LogError> {
         if self.db.is_none() {
-            let db = LogDb::open(&self.config.path)?;
+            let db = LogDb::open_with_block(&self.config.path, self.config.posting_block)?;
             self.frontier = checked_frontier(&db, &self.key)?;
             self.db = Some(db);
         }

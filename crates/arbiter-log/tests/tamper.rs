@@ -122,7 +122,8 @@ fn check(fixture: &Fixture) -> VerifyReport {
 fn attacker(path: &Path) -> Connection {
     let conn = Connection::open(path).unwrap();
     conn.execute_batch(
-        "DROP TRIGGER IF EXISTS entries_no_update; DROP TRIGGER IF EXISTS entries_no_delete;",
+        "DROP TRIGGER IF EXISTS entries_no_update; DROP TRIGGER IF EXISTS entries_no_delete;
+         DROP TRIGGER IF EXISTS bodies_no_update; DROP TRIGGER IF EXISTS bodies_no_delete;",
     )
     .unwrap();
     conn
@@ -175,7 +176,7 @@ fn every_single_byte_change_of_a_stored_entry_is_detected() {
     assert!(check(&fixture).ok());
     let conn = attacker(&fixture.db);
     let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = conn
-        .prepare("SELECT seq, body, leaf FROM entries ORDER BY seq")
+        .prepare("SELECT e.seq, b.body, e.leaf FROM entries e JOIN bodies b ON b.seq = e.seq ORDER BY e.seq")
         .unwrap()
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .unwrap()
@@ -183,11 +184,11 @@ fn every_single_byte_change_of_a_stored_entry_is_detected() {
         .unwrap();
     let mut changes = 0;
     for (seq, body, leaf) in &rows {
-        for (column, original) in [("body", body), ("leaf", leaf)] {
+        for (table, column, original) in [("bodies", "body", body), ("entries", "leaf", leaf)] {
             for position in 0..original.len() {
                 let mut altered = original.clone();
                 altered[position] ^= 0x01;
-                let sql = format!("UPDATE entries SET {column} = ?1 WHERE seq = ?2");
+                let sql = format!("UPDATE {table} SET {column} = ?1 WHERE seq = ?2");
                 conn.execute(&sql, params![altered, seq]).unwrap();
                 let report = check(&fixture);
                 assert!(
@@ -306,6 +307,19 @@ fn deletion_truncation_reordering_and_an_older_copy_are_detected() {
         let report = check(&fixture);
         assert!(!report.ok(), "deleting entry {seq}");
         restore(&fixture);
+        // …or only its body, which lives in its own table.
+        attacker(&fixture.db)
+            .execute("DELETE FROM bodies WHERE seq = ?1", [seq])
+            .unwrap();
+        let report = check(&fixture);
+        assert!(!report.ok(), "deleting the body of entry {seq}");
+        assert_eq!(
+            report.problems[0].seq,
+            Some(seq as u64),
+            "{:?}",
+            report.problems
+        );
+        restore(&fixture);
     }
 
     // Truncating the tail, even with the latest checkpoint rolled back to a kept one that
@@ -337,10 +351,12 @@ fn deletion_truncation_reordering_and_an_older_copy_are_detected() {
     // Swapping two entries (everything but their positions).
     let conn = attacker(&fixture.db);
     conn.execute_batch(
-        "CREATE TEMP TABLE a AS SELECT * FROM entries WHERE seq = 3;
-         CREATE TEMP TABLE b AS SELECT * FROM entries WHERE seq = 7;
-         UPDATE entries SET body = (SELECT body FROM b), leaf = (SELECT leaf FROM b) WHERE seq = 3;
-         UPDATE entries SET body = (SELECT body FROM a), leaf = (SELECT leaf FROM a) WHERE seq = 7;",
+        "CREATE TEMP TABLE a AS SELECT e.leaf, b.body FROM entries e JOIN bodies b ON b.seq = e.seq WHERE e.seq = 3;
+         CREATE TEMP TABLE b AS SELECT e.leaf, b.body FROM entries e JOIN bodies b ON b.seq = e.seq WHERE e.seq = 7;
+         UPDATE entries SET leaf = (SELECT leaf FROM b) WHERE seq = 3;
+         UPDATE bodies SET body = (SELECT body FROM b) WHERE seq = 3;
+         UPDATE entries SET leaf = (SELECT leaf FROM a) WHERE seq = 7;
+         UPDATE bodies SET body = (SELECT body FROM a) WHERE seq = 7;",
     )
     .unwrap();
     drop(conn);
@@ -393,7 +409,7 @@ fn a_log_that_does_not_match_its_checkpoint_is_not_written_to() {
     let fixture = fixture();
     write_log(&fixture, 2, 2);
     attacker(&fixture.db)
-        .execute("UPDATE entries SET body = X'78' WHERE seq = 2", [])
+        .execute("UPDATE bodies SET body = X'78' WHERE seq = 2", [])
         .unwrap();
     // Body edits leave stored leaves alone; editing a stored leaf is what the writer sees.
     attacker(&fixture.db)
@@ -444,11 +460,11 @@ fn retention_drops_old_bodies_and_the_log_still_verifies() {
     // The database refuses to empty a body retention did not cover, even by mistake…
     let conn = Connection::open(&fixture.db).unwrap();
     assert!(conn
-        .execute("UPDATE entries SET body = X'' WHERE seq = 18", [])
+        .execute("UPDATE bodies SET body = X'' WHERE seq = 18", [])
         .is_err());
     // …and verification catches it when the triggers are dropped.
     attacker(&fixture.db)
-        .execute("UPDATE entries SET body = X'' WHERE seq = 18", [])
+        .execute("UPDATE bodies SET body = X'' WHERE seq = 18", [])
         .unwrap();
     let report = check(&fixture);
     assert!(!report.ok());
