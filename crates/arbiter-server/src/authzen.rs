@@ -294,7 +294,7 @@ pub(crate) fn invalid_request(decision: &Decision) -> Option<ApiError> {
 
 /// AuthZEN's response, with Arbiter's decision id, outcome and reasons in `context`.
 pub(crate) fn response(decision: &Decision) -> Value {
-    json!({
+    let mut answer = json!({
         "decision": decision.is_allowed(),
         "context": {
             "id": decision.id,
@@ -303,7 +303,19 @@ pub(crate) fn response(decision: &Decision) -> Value {
             "reason_user": {"en": decision.reason_user},
             "determining_policies": decision.determining.iter().map(|policy| policy.id.as_str()).collect::<Vec<_>>(),
         }
-    })
+    });
+    // The built-in rules the request broke, on any hop, so that an enforcement point can tell
+    // containment (a quarantined or revoked identity) from a policy's deny and act on it, e.g.
+    // close the identity's open sessions (the MCP gateway does).
+    let guards: Vec<&arbiter_core::GuardViolation> = decision
+        .hops
+        .iter()
+        .filter_map(|hop| hop.guard.as_ref())
+        .collect();
+    if let (false, Some(context)) = (guards.is_empty(), answer.get_mut("context")) {
+        context["guards"] = json!(guards);
+    }
+    answer
 }
 
 fn authorize_decide(

@@ -58,6 +58,13 @@ pub async fn evaluate(
         .collect()
 }
 
+/// The snapshot decisions are made against now, for an in-process enforcement point that must
+/// notice a change between decisions. Nothing decided on it is recorded, so it may only restrict
+/// (the MCP gateway closes the sessions of an agent once it is contained), never let through.
+pub fn snapshot(state: &AppState) -> Arc<arbiter_engine::Snapshot> {
+    state.decisions.load()
+}
+
 /// The state of approval request `id` (`pending`, `approved`, `denied` or `expired`), as
 /// `GET /admin/v1/approvals/{id}` reports it.
 pub async fn approval_state(state: &Arc<AppState>, id: &str) -> Result<String, String> {
