@@ -312,8 +312,8 @@ pub(crate) fn response(decision: &Decision) -> Value {
         .iter()
         .filter_map(|hop| hop.guard.as_ref())
         .collect();
-    if let (false, Some(context)) = (guards.is_empty(), answer.get_mut("context")) {
-        context["guards"] = json!(guards);
+    if let (false, Some(Value::Object(context))) = (guards.is_empty(), answer.get_mut("context")) {
+        context.insert("guards".to_owned(), json!(guards));
     }
     answer
 }
