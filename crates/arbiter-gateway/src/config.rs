@@ -35,10 +35,19 @@ pub struct GatewayConfig {
     /// How long a forwarded call may take before it fails.
     #[serde(default = "default_upstream_timeout_ms")]
     pub upstream_timeout_ms: u64,
+    /// How often open sessions are checked: whether Arbiter published a change that contains
+    /// their agent, and whether their credential is still configured. This bounds how long a
+    /// contained agent's or a removed credential's open session outlives the change.
+    #[serde(default = "default_session_check_ms")]
+    pub session_check_ms: u64,
 }
 
 fn default_decision_timeout_ms() -> u64 {
     5_000
+}
+
+fn default_session_check_ms() -> u64 {
+    250
 }
 
 fn default_upstream_timeout_ms() -> u64 {

@@ -225,6 +225,96 @@ impl Decider {
         }
     }
 
+    /// Which state decisions are made against now: the active policy version and the
+    /// inventory's version, which every change moves (lifecycle, controls, signals). In process
+    /// it is read from the published snapshot; remotely from `GET /ready`, which is not a
+    /// decision and records nothing.
+    pub async fn version(&self, timeout: Duration) -> Result<(u64, u64), Unavailable> {
+        match self {
+            Decider::InProcess(state) => {
+                let snapshot = arbiter_server::decide_api::snapshot(state);
+                Ok((
+                    snapshot.policies().version(),
+                    snapshot.inventory().version(),
+                ))
+            }
+            Decider::Remote(remote) => {
+                let response = remote
+                    .client
+                    .get(format!("{}/ready", remote.base))
+                    .bearer_auth(&remote.api_key)
+                    .timeout(timeout)
+                    .send()
+                    .await
+                    .map_err(|err| Unavailable(format!("cannot reach Arbiter: {err}")))?;
+                // A server that is not ready (its log failing) still names its versions.
+                let body: Value = response
+                    .json()
+                    .await
+                    .map_err(|err| Unavailable(format!("unreadable answer from Arbiter: {err}")))?;
+                let field = |name: &str| {
+                    body.get(name)
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| Unavailable(format!("`/ready` without `{name}`")))
+                };
+                Ok((field("policy_version")?, field("inventory_version")?))
+            }
+        }
+    }
+
+    /// Answers `probes` (see `containment`) in AuthZEN's shape with `context.guards`, without
+    /// opening approvals. In process nothing is recorded: the answer closes sessions, it never
+    /// lets anything through. Remotely they are ordinary recorded decisions, the only ones the
+    /// server answers an enforcement point.
+    pub(crate) async fn check(
+        &self,
+        probes: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, Unavailable> {
+        match self {
+            Decider::InProcess(state) => {
+                let snapshot = arbiter_server::decide_api::snapshot(state);
+                let options = arbiter_engine::DecideOptions {
+                    now: unix_now(),
+                    decision_id: "session-check".to_owned(),
+                    explain: false,
+                };
+                let mut answers = Vec::with_capacity(probes.len());
+                for probe in probes {
+                    let request = arbiter_core::request_from_value(probe)
+                        .map_err(|err| Unavailable(format!("invalid request {err}")))?;
+                    let decision = snapshot.decide(&request, &options);
+                    let guards: Vec<_> = decision
+                        .hops
+                        .iter()
+                        .filter_map(|hop| hop.guard.as_ref())
+                        .collect();
+                    answers.push(json!({
+                        "decision": decision.is_allowed(),
+                        "context": {
+                            "reason_admin": {"en": decision.reason_admin},
+                            "guards": guards,
+                        }
+                    }));
+                }
+                Ok(answers)
+            }
+            Decider::Remote(remote) => {
+                let body = json!({
+                    "evaluations": probes,
+                    "options": {"arbiter_context": true, "arbiter_settle_approvals": false},
+                });
+                let answer = remote
+                    .post("/access/v1/evaluations", &body, timeout)
+                    .await?;
+                match answer.get("evaluations") {
+                    Some(Value::Array(items)) => Ok(items.clone()),
+                    _ => Err(Unavailable("answer without `evaluations`".into())),
+                }
+            }
+        }
+    }
+
     /// The state of approval request `id` (`pending`, `approved`, `denied`, `expired`), waiting
     /// up to `wait` for it to leave `pending`.
     pub async fn approval_state(&self, id: &str, wait: Duration) -> Result<String, Unavailable> {
@@ -262,6 +352,13 @@ impl Decider {
             tokio::time::sleep(left.min(Duration::from_millis(100))).await;
         }
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 async fn evaluate(

@@ -4,7 +4,9 @@
 use crate::config::{AgentConfig, AgentIdentity, GatewayConfig};
 use crate::decider::{Decider, Outcome, Unavailable, Verdict};
 use crate::mapping::{self, Target};
+use crate::sessions::{Closer, OpenSession, Sessions, Version};
 use crate::upstream::{Upstream, UpstreamError};
+use arbiter_core::EntityRef;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, ErrorCode, ErrorData, GetPromptRequestParams,
     GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
@@ -12,11 +14,14 @@ use rmcp::model::{
     ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::SessionManager;
 use rmcp::ServerHandler;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 /// JSON-RPC error code of a call Arbiter denied.
 pub const DENIED: i32 = -32003;
@@ -40,13 +45,45 @@ pub struct Gateway {
     inner: Arc<Inner>,
 }
 
+/// How often an open session's agent is checked again even when nothing was published: time
+/// alone can contain it (a credential in the inventory expiring), and a remote server that
+/// restarted may show the same versions with other contents.
+const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 struct Inner {
     config: GatewayConfig,
     decider: Decider,
     upstreams: Vec<Upstream>,
-    /// Agents by the SHA-256 of their credential.
-    agents: HashMap<String, AgentConfig>,
+    /// Agents by the SHA-256 of their credential; replaced whole when the file is re-read.
+    agents: RwLock<Arc<HashMap<String, AgentConfig>>>,
+    /// The configuration file whose `agents` are re-read while running, if any.
+    credentials_file: Mutex<Option<CredentialsFile>>,
+    sessions: Sessions,
+}
+
+/// The file credentials are re-read from, and what was read last (the bytes, or the error), so
+/// that an unchanged file is not parsed again and an error is logged once.
+#[derive(Debug)]
+struct CredentialsFile {
+    path: PathBuf,
+    last: Option<Result<Vec<u8>, String>>,
+}
+
+/// Why a session is not opened.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The agent is contained; the reason is for the gateway's log.
+    Contained(String),
+    /// Whether it is could not be told (fail closed).
+    Unavailable(Unavailable),
+}
+
+fn agents_by_hash(agents: &[AgentConfig]) -> HashMap<String, AgentConfig> {
+    agents
+        .iter()
+        .map(|agent| (agent.token_sha256.to_ascii_lowercase(), agent.clone()))
+        .collect()
 }
 
 impl Gateway {
@@ -59,19 +96,255 @@ impl Gateway {
                     .await?,
             );
         }
-        let agents = config
+        let agents = agents_by_hash(&config.agents);
+        let tick = Duration::from_millis(config.session_check_ms.max(10));
+        let inner = Arc::new(Inner {
+            config,
+            decider,
+            upstreams,
+            agents: RwLock::new(Arc::new(agents)),
+            credentials_file: Mutex::new(None),
+            sessions: Sessions::default(),
+        });
+        // The watcher holds the gateway weakly, so it ends with the gateway.
+        tokio::spawn(watch(Arc::downgrade(&inner), tick));
+        Ok(Self { inner })
+    }
+
+    /// Re-reads the credentials (`agents`) from the configuration file at `path` while running,
+    /// every `session_check_ms`: a credential removed (or expired, or changed to another agent)
+    /// stops working for new requests and its open sessions are closed. A file that cannot be
+    /// read or parsed accepts no credential at all until it can (fail closed). Only `agents` is
+    /// re-read; the rest takes a restart.
+    pub fn reload_credentials_from(&self, path: impl Into<PathBuf>) {
+        *self
+            .inner
+            .credentials_file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(CredentialsFile {
+            path: path.into(),
+            last: None,
+        });
+    }
+
+    /// How many sessions are open for the agent `subject` (over HTTP and stdio).
+    pub fn open_sessions(&self, subject: &EntityRef) -> usize {
+        self.inner.sessions.count(subject)
+    }
+
+    fn agents(&self) -> Arc<HashMap<String, AgentConfig>> {
+        self.inner
             .agents
-            .iter()
-            .map(|agent| (agent.token_sha256.to_ascii_lowercase(), agent.clone()))
-            .collect();
-        Ok(Self {
-            inner: Arc::new(Inner {
-                config,
-                decider,
-                upstreams,
-                agents,
-            }),
-        })
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The agent the credential with SHA-256 `credential` authenticates, unless unknown or
+    /// expired.
+    pub(crate) fn identity_for(&self, credential: &str, now: i64) -> Option<AgentIdentity> {
+        let agents = self.agents();
+        let agent = agents.get(credential)?;
+        if agent.expires_at.is_some_and(|expires_at| expires_at <= now) {
+            return None;
+        }
+        Some(agent.identity())
+    }
+
+    /// Whether a new session may be opened for `identity`: not if it is contained, nor if that
+    /// cannot be told. Returns the state it was checked in.
+    pub(crate) async fn admit(&self, identity: &AgentIdentity) -> Result<Version, Refusal> {
+        // The version is read first: a change published after it is caught by the watcher.
+        let version = self
+            .inner
+            .decider
+            .version(self.decision_timeout())
+            .await
+            .map_err(Refusal::Unavailable)?;
+        match self.containment(identity).await {
+            Ok(None) => Ok(version),
+            Ok(Some(reason)) => Err(Refusal::Contained(reason)),
+            Err(error) => Err(Refusal::Unavailable(error)),
+        }
+    }
+
+    async fn containment(&self, identity: &AgentIdentity) -> Result<Option<String>, Unavailable> {
+        let probes = crate::containment::probes(&self.inner.config.mapping, identity);
+        let expected = probes.len();
+        let answers = self
+            .inner
+            .decider
+            .check(probes, self.decision_timeout())
+            .await?;
+        Ok(crate::containment::contained(&answers, expected))
+    }
+
+    /// Tracks an HTTP session opened with `credential` (its SHA-256) for `identity`.
+    pub(crate) fn opened_http(
+        &self,
+        id: String,
+        identity: AgentIdentity,
+        credential: String,
+        manager: Arc<LocalSessionManager>,
+        version: Version,
+    ) {
+        self.inner.sessions.insert(
+            id.clone(),
+            OpenSession {
+                identity,
+                credential: Some(credential),
+                closer: Closer::Http { manager, id },
+                checked: (version, Instant::now()),
+            },
+        );
+    }
+
+    /// Whether HTTP session `id` is open and was opened with `credential`.
+    pub(crate) fn is_session_of(&self, id: &str, credential: &str) -> bool {
+        self.inner.sessions.opened_with(id, credential)
+    }
+
+    /// Forgets a session its client closed.
+    pub(crate) fn forget(&self, key: &str) {
+        self.inner.sessions.remove(key);
+    }
+
+    /// Tracks a stdio session; the receiver learns why it must end.
+    pub(crate) fn opened_stdio(
+        &self,
+        identity: AgentIdentity,
+        version: Version,
+    ) -> (String, tokio::sync::watch::Receiver<Option<String>>) {
+        let (sender, receiver) = tokio::sync::watch::channel(None);
+        let key = self.inner.sessions.stdio_key();
+        self.inner.sessions.insert(
+            key.clone(),
+            OpenSession {
+                identity,
+                credential: None,
+                closer: Closer::Stdio(sender),
+                checked: (version, Instant::now()),
+            },
+        );
+        (key, receiver)
+    }
+
+    /// One round of the watcher: credentials first, then containment.
+    async fn watch_once(&self) {
+        self.reload_credentials();
+        self.close_unauthenticated(crate::http::now()).await;
+        self.forget_ended_http_sessions().await;
+        self.close_contained().await;
+    }
+
+    fn reload_credentials(&self) {
+        let mut file = self
+            .inner
+            .credentials_file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some(file) = file.as_mut() else {
+            return;
+        };
+        let read = std::fs::read(&file.path).map_err(|err| err.to_string());
+        if file.last.as_ref() == Some(&read) {
+            return;
+        }
+        let parsed = match &read {
+            Ok(bytes) => std::str::from_utf8(bytes)
+                .map_err(|err| err.to_string())
+                .and_then(GatewayConfig::parse),
+            Err(reason) => Err(reason.clone()),
+        };
+        let agents = match parsed {
+            Ok(config) => {
+                tracing::info!(
+                    path = %file.path.display(),
+                    credentials = config.agents.len(),
+                    "credentials re-read"
+                );
+                agents_by_hash(&config.agents)
+            }
+            Err(reason) => {
+                tracing::error!(
+                    path = %file.path.display(),
+                    %reason,
+                    "credentials cannot be re-read: no credential is accepted until they can (fail closed)"
+                );
+                HashMap::new()
+            }
+        };
+        *self
+            .inner
+            .agents
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(agents);
+        file.last = Some(read);
+    }
+
+    /// Closes the sessions whose credential is gone, expired, or now names another agent.
+    async fn close_unauthenticated(&self, now: i64) {
+        let closing = self.inner.sessions.take_where(|session| {
+            session.credential.as_deref().is_some_and(|credential| {
+                self.identity_for(credential, now).as_ref() != Some(&session.identity)
+            })
+        });
+        for session in closing {
+            session
+                .close("its credential was removed, expired or changed")
+                .await;
+        }
+    }
+
+    /// Forgets HTTP sessions that ended on their own (closed by the client, expired).
+    async fn forget_ended_http_sessions(&self) {
+        for (key, manager) in self.inner.sessions.http() {
+            let open = manager
+                .has_session(&key.clone().into())
+                .await
+                .unwrap_or(false);
+            if !open {
+                self.inner.sessions.remove(&key);
+            }
+        }
+    }
+
+    /// Checks the agents of open sessions again when Arbiter published a change (or every
+    /// `RECHECK_EVERY`), and closes the sessions of those now contained.
+    async fn close_contained(&self) {
+        let version = match self.inner.decider.version(self.decision_timeout()).await {
+            Ok(version) => version,
+            Err(error) => {
+                // Every message is still decided, so nothing passes meanwhile (fail closed).
+                tracing::warn!(%error, "cannot tell whether Arbiter changed");
+                return;
+            }
+        };
+        let since = Instant::now()
+            .checked_sub(RECHECK_EVERY)
+            .unwrap_or_else(Instant::now);
+        for identity in self.inner.sessions.due(version, since) {
+            match self.containment(&identity).await {
+                Ok(None) => self
+                    .inner
+                    .sessions
+                    .checked(&identity, version, Instant::now()),
+                Ok(Some(reason)) => {
+                    let closing = self
+                        .inner
+                        .sessions
+                        .take_where(|session| session.identity == identity);
+                    for session in closing {
+                        session
+                            .close(&format!("the agent is contained: {reason}"))
+                            .await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, subject = %identity.subject, "cannot check the agent");
+                }
+            }
+        }
     }
 
     /// A session handler. `identity` fixes who the session acts as (stdio); without it, every
@@ -85,11 +358,7 @@ impl Gateway {
 
     /// The agent a bearer credential authenticates, unless unknown or expired.
     pub fn authenticate(&self, token: &str, now: i64) -> Option<AgentIdentity> {
-        let agent = self.inner.agents.get(&crate::config::token_hash(token))?;
-        if agent.expires_at.is_some_and(|expires_at| expires_at <= now) {
-            return None;
-        }
-        Some(agent.identity())
+        self.identity_for(&crate::config::token_hash(token), now)
     }
 
     /// The host names the HTTP endpoint answers to (empty: loopback only).
@@ -192,6 +461,19 @@ impl Gateway {
     }
 }
 
+/// Checks open sessions every `tick` until the gateway is dropped.
+async fn watch(inner: Weak<Inner>, tick: Duration) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        Gateway { inner }.watch_once().await;
+    }
+}
+
 /// One client session: who it acts as (fixed for stdio, per message for HTTP).
 #[derive(Clone, Debug)]
 pub struct Session {
@@ -224,6 +506,67 @@ impl Session {
 
     fn upstreams(&self) -> &[Upstream] {
         &self.gateway.inner.upstreams
+    }
+}
+
+impl Session {
+    /// A call to a tool no upstream lists: decided and recorded like any call (with
+    /// `context.mcp.listed` false and no annotations), so that probing for hidden tools is in
+    /// the log, then refused whatever the decision, since there is nothing to forward it to.
+    async fn unlisted_tool(
+        &self,
+        who: &AgentIdentity,
+        exposed: &str,
+        arguments: &Map<String, Value>,
+    ) -> ErrorData {
+        // The server the name points at, if it names one; its own name for the tool.
+        let (server, name) = match self.gateway.route(exposed) {
+            Some((upstream, name)) => (upstream.name.as_str(), name),
+            None => exposed.split_once(SEPARATOR).unwrap_or(("", exposed)),
+        };
+        let request = mapping::request(
+            self.mapping(),
+            who,
+            server,
+            Target::Tool {
+                name,
+                annotations: &Map::new(),
+                listed: false,
+            },
+            Some(arguments),
+        );
+        // No approval is asked for a call that cannot be forwarded.
+        let verdict = match self
+            .gateway
+            .inner
+            .decider
+            .decide(vec![request], false, self.gateway.decision_timeout())
+            .await
+            .map(|verdicts| verdicts.into_iter().next())
+        {
+            Ok(Some(verdict)) => verdict,
+            Ok(None) => return unavailable(&Unavailable("no answer".into())),
+            Err(error) => return unavailable(&error),
+        };
+        let reason = format!("no upstream server lists tool `{exposed}`, so nothing was forwarded");
+        ErrorData::new(
+            ErrorCode(DENIED),
+            format!("denied: {reason}{}", decision_ref(&verdict)),
+            Some(json!({
+                "outcome": "deny",
+                "reason": reason,
+                "decision_id": verdict.decision_id,
+                "arbiter": {"outcome": outcome_name(verdict.outcome), "reason": verdict.reason_user},
+            })),
+        )
+    }
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Allow => "allow",
+        Outcome::Deny => "deny",
+        Outcome::ApprovalRequired => "approval_required",
     }
 }
 
@@ -267,6 +610,7 @@ impl ServerHandler for Session {
                     Target::Tool {
                         name: &tool.name,
                         annotations: &annotations,
+                        listed: true,
                     },
                     None,
                 ));
@@ -290,17 +634,19 @@ impl ServerHandler for Session {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let who = self.identity(&context)?;
-        let (upstream, name) = self
-            .gateway
-            .route(&request.name)
-            .ok_or_else(|| unknown("tool", &request.name))?;
-        let tool = upstream
-            .tool(name)
-            .await
-            .map_err(|err| upstream_error(&err))?
-            .ok_or_else(|| unknown("tool", &request.name))?;
-        let annotations = annotations(&tool);
         let arguments = request.arguments.clone().unwrap_or_default();
+        let routed = self.gateway.route(&request.name);
+        let listed = match routed {
+            Some((upstream, name)) => upstream
+                .tool(name)
+                .await
+                .map_err(|err| upstream_error(&err))?,
+            None => None,
+        };
+        let (Some((upstream, name)), Some(tool)) = (routed, listed) else {
+            return Err(self.unlisted_tool(&who, &request.name, &arguments).await);
+        };
+        let annotations = annotations(&tool);
         let decision = mapping::request(
             self.mapping(),
             &who,
@@ -308,6 +654,7 @@ impl ServerHandler for Session {
             Target::Tool {
                 name,
                 annotations: &annotations,
+                listed: true,
             },
             Some(&arguments),
         );

@@ -16,10 +16,12 @@
 #![warn(missing_docs)]
 
 pub mod config;
+mod containment;
 pub mod decider;
 pub mod gateway;
 pub mod http;
 mod mapping;
+mod sessions;
 mod upstream;
 
 pub use config::{AgentIdentity, GatewayConfig};
@@ -30,7 +32,10 @@ pub use upstream::UpstreamError;
 use rmcp::ServiceExt;
 
 /// Serves one MCP session over `transport` (stdin and stdout for `arbiter gateway --stdio`) as
-/// `identity`, until the client closes it.
+/// `identity`, until the client closes it or the agent is contained.
+///
+/// A contained agent gets no session, and an open session ends once its agent is contained
+/// (within `session_check_ms` of the change); both are errors that say why.
 pub async fn serve_session<T, E, A>(
     gateway: &Gateway,
     identity: AgentIdentity,
@@ -40,11 +45,47 @@ where
     T: rmcp::transport::IntoTransport<rmcp::RoleServer, E, A>,
     E: std::error::Error + Send + Sync + 'static,
 {
-    let running = gateway
-        .session(Some(identity))
-        .serve(transport)
-        .await
-        .map_err(|err| err.to_string())?;
-    running.waiting().await.map_err(|err| err.to_string())?;
-    Ok(())
+    let version = match gateway.admit(&identity).await {
+        Ok(version) => version,
+        Err(gateway::Refusal::Contained(reason)) => {
+            return Err(format!(
+                "agent `{}` is contained, so no session is opened: {reason}",
+                identity.subject
+            ))
+        }
+        Err(gateway::Refusal::Unavailable(error)) => {
+            return Err(format!("no session is opened (fail closed): {error}"))
+        }
+    };
+    let (key, mut closed) = gateway.opened_stdio(identity.clone(), version);
+    let running = match gateway.session(Some(identity)).serve(transport).await {
+        Ok(running) => running,
+        Err(err) => {
+            gateway.forget(&key);
+            return Err(err.to_string());
+        }
+    };
+    let cancel = running.cancellation_token();
+    let waiting = running.waiting();
+    tokio::pin!(waiting);
+    // Why the gateway ends the session (the guard of `wait_for` is not held across an await).
+    let told = async {
+        closed
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|reason| reason.clone())
+            .unwrap_or_else(|| "the gateway stopped".to_owned())
+    };
+    let ended = tokio::select! {
+        quit = &mut waiting => quit.map(|_| ()).map_err(|err| err.to_string()),
+        reason = told => {
+            // Stop serving and let the transport close before saying why.
+            cancel.cancel();
+            let _ = waiting.await;
+            Err(format!("session closed: {reason}"))
+        }
+    };
+    gateway.forget(&key);
+    ended
 }

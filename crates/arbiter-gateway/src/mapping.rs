@@ -14,10 +14,12 @@ use serde_json::{json, Map, Value};
 /// What a decision is asked about.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Target<'a> {
-    /// A tool, with its annotations as the server reported them.
+    /// A tool, with its annotations as the server reported them. `listed` is false for a
+    /// name no upstream lists (which is decided and recorded, then refused).
     Tool {
         name: &'a str,
         annotations: &'a Map<String, Value>,
+        listed: bool,
     },
     /// A resource, by URI.
     Resource { uri: &'a str },
@@ -79,8 +81,13 @@ pub(crate) fn request(
     mcp.insert("server".into(), json!(server));
     mcp.insert("method".into(), json!(method));
     match target {
-        Target::Tool { name, annotations } => {
+        Target::Tool {
+            name,
+            annotations,
+            listed,
+        } => {
             mcp.insert("tool".into(), json!(name));
+            mcp.insert("listed".into(), json!(listed));
             mcp.insert(
                 "annotations".into(),
                 Value::Object(cedar_safe_object(annotations)),
@@ -170,6 +177,7 @@ mod tests {
             Target::Tool {
                 name: "read_file",
                 annotations: &annotations,
+                listed: true,
             },
             arguments.as_object(),
         );
@@ -185,6 +193,7 @@ mod tests {
         let mcp = &request["context"]["mcp"];
         assert_eq!(mcp["method"], "tools/call");
         assert_eq!(mcp["annotations"]["readOnlyHint"], true);
+        assert_eq!(mcp["listed"], true);
         assert_eq!(
             mcp["arguments"],
             json!({"path": "/tmp/a", "limit": "2.5", "~__entity": {"type": "Human", "id": "x"}})

@@ -63,11 +63,9 @@ async fn calls_are_refused_when_the_remote_server_does_not_answer_in_time() {
             decider,
         )
         .await;
-        let client = connect(&gateway, COPILOT_TOKEN).await;
-        let error = call(&client, "echo", json!({"text": "x"}))
-            .await
-            .unwrap_err();
-        assert_eq!(error.code.0, UNAVAILABLE, "{error:?}");
+        // Whether the agent is contained cannot be told, so no session is opened.
+        let refused = raw_initialize(&gateway, COPILOT_TOKEN).await;
+        assert_eq!(refused.status(), 503);
         assert_eq!(tools.reached(), 0);
         hung.abort();
     })

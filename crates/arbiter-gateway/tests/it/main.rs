@@ -12,5 +12,6 @@
 
 mod fail_closed;
 mod filesystem;
+mod sessions;
 mod support;
 mod test_server;

@@ -55,6 +55,11 @@ forbid(principal, action == Action::"call_tool", resource)
 when { context.mcp.server == "fs" && context.mcp has arguments && context.mcp.arguments has path
        && !(context.mcp.arguments.path like "*/public/*") };
 
+@id("unlisted-tools-are-refused")
+@reason("tools the server does not list cannot be called")
+forbid(principal, action == Action::"call_tool", resource)
+when { context.mcp has listed && !context.mcp.listed };
+
 @id("fs-no-moves")
 @reason("agents may not move files")
 forbid(principal, action == Action::"call_tool", resource == Tool::"fs/move_file");
@@ -454,7 +459,11 @@ pub(crate) fn config(upstreams: Value, approval_wait_seconds: u64) -> GatewayCon
 
 /// Starts the gateway over Streamable HTTP on loopback; returns its `/mcp` URL.
 pub(crate) async fn serve_gateway(config: GatewayConfig, decider: Decider) -> String {
-    let gateway = Gateway::start(config, decider).await.unwrap();
+    serve_started(Gateway::start(config, decider).await.unwrap()).await
+}
+
+/// Serves a started gateway over Streamable HTTP on loopback; returns its `/mcp` URL.
+pub(crate) async fn serve_started(gateway: Gateway) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     tokio::spawn(arbiter_gateway::http::serve(
@@ -463,6 +472,108 @@ pub(crate) async fn serve_gateway(config: GatewayConfig, decider: Decider) -> St
         std::future::pending(),
     ));
     url
+}
+
+/// The MCP protocol version the raw sessions below speak.
+const PROTOCOL: &str = "2025-06-18";
+
+/// An MCP session over plain HTTP, to see what the gateway does to it without sending anything:
+/// initialised, with the server's stream (`GET`) open.
+pub(crate) struct RawSession {
+    pub(crate) id: String,
+    url: String,
+    stream: reqwest::Response,
+}
+
+/// `initialize` over plain HTTP with `token`: the response, whatever its status.
+pub(crate) async fn raw_initialize(url: &str, token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": PROTOCOL, "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}}),
+        )
+        .send()
+        .await
+        .unwrap()
+}
+
+impl RawSession {
+    pub(crate) async fn open(url: &str, token: &str) -> Self {
+        let init = raw_initialize(url, token).await;
+        assert_eq!(init.status(), 200, "initialize refused");
+        let id = init.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        init.bytes().await.unwrap();
+        let status = Self::post_in(
+            url,
+            &id,
+            token,
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await;
+        assert!((200..300).contains(&status), "initialized: {status}");
+        let stream = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(token)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &id)
+            .header("mcp-protocol-version", PROTOCOL)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status(), 200, "the session's stream");
+        RawSession {
+            id,
+            url: url.to_owned(),
+            stream,
+        }
+    }
+
+    /// A message into session `id` with `token`: the HTTP status.
+    pub(crate) async fn post_in(url: &str, id: &str, token: &str, message: Value) -> u16 {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", id)
+            .header("mcp-protocol-version", PROTOCOL)
+            .json(&message)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// `tools/list` in this session with `token`: the HTTP status.
+    pub(crate) async fn list_tools_status(&self, token: &str) -> u16 {
+        Self::post_in(
+            &self.url,
+            &self.id,
+            token,
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+        )
+        .await
+    }
+
+    /// Returns once the gateway ends the session's stream. The client sends nothing meanwhile,
+    /// so only the gateway can end it; the test's bound fails it if the gateway never does.
+    pub(crate) async fn ended(&mut self) {
+        while let Ok(Some(_)) = self.stream.chunk().await {}
+    }
+}
+
+/// Waits (within the test's bound) until `done` holds, checking every 20 ms.
+pub(crate) async fn eventually(mut done: impl FnMut() -> bool) {
+    while !done() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub(crate) type Client = RunningService<RoleClient, ()>;

@@ -272,8 +272,20 @@ async fn approval_held_call_goes_through_once_approved_remote() {
     .unwrap();
 }
 
+/// Each message is decided on the latest snapshot, whatever the session watcher does: with the
+/// watcher slowed down here, the session is still open and its very next message is denied
+/// (`sessions.rs` tests that the watcher closes it).
 async fn quarantine_cuts_off_an_open_session(mode: &str) {
-    let (arbiter, tools, client) = setup(mode, 0).await;
+    let arbiter = Arbiter::start().await;
+    let tools = TestTools::default();
+    let upstream = serve_mcp(tools.clone()).await;
+    let decider = match mode {
+        "in-process" => arbiter.in_process(),
+        _ => arbiter.remote(),
+    };
+    let mut gateway_config = config(json!([{"name": "test", "url": upstream}]), 0);
+    gateway_config.session_check_ms = 3_600_000;
+    let client = connect(&serve_gateway(gateway_config, decider).await, COPILOT_TOKEN).await;
     assert_eq!(
         call(&client, "echo", json!({"text": "1"})).await.unwrap(),
         "1"
