@@ -154,6 +154,8 @@ fn run_gateway(args: RunArgs) -> Result<ExitCode> {
             _ => bail!("decide through `--server URL` or in process with `--data-dir DIR`"),
         };
         let gateway = Gateway::start(config, decider).await?;
+        // Removing a credential from the file revokes it while running (see docs/gateway.md).
+        gateway.reload_credentials_from(&args.config);
         match stdio_identity {
             Some(identity) => {
                 arbiter_gateway::serve_session(&gateway, identity, rmcp_stdio())
