@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench -p arbiter-testkit --bench log` (figures go to docs/benchmarks.md).
 //! `ARBITER_BENCH_SECONDS` (default 5) sets each mode's duration, `ARBITER_BENCH_TASKS`
-//! (default 256) the concurrent deciders, `ARBITER_BENCH_VERIFY` (default 1000000) the size of
+//! (default `64,128,256`) the numbers of concurrent deciders, each run in turn for every mode, `ARBITER_BENCH_VERIFY` (default 1000000) the size of
 //! the log to verify, `ARBITER_BENCH_MODES` (e.g. `durable`, default all) which modes run.
 //!
 //! Each mode runs concurrent tasks on a 2-thread tokio runtime, as many enforcement points
@@ -30,7 +30,11 @@ const NOW: i64 = 1_767_225_600;
 fn main() -> BenchResult<()> {
     let seconds: u64 = env_or("ARBITER_BENCH_SECONDS", 5);
     let verify_size: u64 = env_or("ARBITER_BENCH_VERIFY", 1_000_000);
-    let tasks = env_or("ARBITER_BENCH_TASKS", 256) as usize;
+    let concurrency: Vec<usize> = std::env::var("ARBITER_BENCH_TASKS")
+        .unwrap_or_else(|_| "64,128,256".to_owned())
+        .split(',')
+        .filter_map(|tasks| tasks.trim().parse().ok())
+        .collect();
     let workload = generate(&WorkloadConfig {
         seed: 7,
         identities: 10_000,
@@ -47,18 +51,22 @@ fn main() -> BenchResult<()> {
             .collect(),
     );
     println!(
-        "workload: 10k identities, 100 policies; {tasks} concurrent deciders on 2 runtime threads, {seconds} s per mode\n"
+        "workload: 10k identities, 100 policies; concurrent deciders on 2 runtime threads, {seconds} s per mode\n"
     );
     println!(
-        "{:<10} {:>12} {:>10} {:>10} {:>10} {:>14} {:>16}",
-        "mode", "decisions/s", "p50", "p99", "max", "bytes/entry", "entries/commit"
+        "{:<10} {:>7} {:>12} {:>10} {:>10} {:>10} {:>14} {:>16}",
+        "mode", "tasks", "decisions/s", "p50", "p99", "max", "bytes/entry", "entries/commit"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let only = std::env::var("ARBITER_BENCH_MODES").unwrap_or_default();
-    for mode in [None, Some(Durability::Durable), Some(Durability::Buffered)] {
+    let modes = [None, Some(Durability::Durable), Some(Durability::Buffered)];
+    for (tasks, mode) in concurrency
+        .iter()
+        .flat_map(|&tasks| modes.iter().map(move |&mode| (tasks, mode)))
+    {
         let name = match mode {
             None => "no log",
             Some(Durability::Durable) => "durable",
@@ -100,8 +108,9 @@ fn main() -> BenchResult<()> {
             .checked_div(commits)
             .map_or_else(|| "-".to_owned(), |group| group.to_string());
         println!(
-            "{:<10} {:>12.0} {:>10} {:>10} {:>10} {:>14} {:>16}",
+            "{:<10} {:>7} {:>12.0} {:>10} {:>10} {:>10} {:>14} {:>16}",
             name,
+            tasks,
             count as f64 / seconds as f64,
             micros(percentile(&latencies, 0.50)),
             micros(percentile(&latencies, 0.99)),
