@@ -9,8 +9,9 @@
 //! The decision log is a real `decisions.sqlite3` written with `LogDb::append` (leaf hashes,
 //! search columns and a signed checkpoint, as the writer stores them) and kept in
 //! `target/debt-bench/` so later runs reuse it. Its bodies are placeholders of
-//! `DEBT_BENCH_BODY_BYTES` (default 64): the report reads only the search columns, but body size
-//! decides how many pages a table walk reads, so it is a parameter. The store is SQLite in
+//! `DEBT_BENCH_BODY_BYTES` (default 64): the report reads only the search columns, which the log
+//! keeps apart from the bodies (format 2), so body size should not change its time; the
+//! parameter is there to check that. The store is SQLite in
 //! memory, filled through the `Store` trait each run (a file-backed store fsyncs every one of
 //! 100,000 writes). Suggestions are proposed but not replayed: a replay needs real request
 //! bodies, and its speed is measured by arbiter-replay's own benchmark.
@@ -271,7 +272,7 @@ fn main() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debt-bench");
     std::fs::create_dir_all(&dir).unwrap();
     let log_path = dir.join(format!(
-        "decisions-{identities}-{decisions}-{body_bytes}.sqlite3"
+        "decisions-{identities}-{decisions}-{body_bytes}-format2.sqlite3"
     ));
 
     let started = Instant::now();
