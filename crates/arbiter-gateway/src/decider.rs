@@ -151,8 +151,8 @@ async fn read(response: reqwest::Response) -> Result<Value, Unavailable> {
 
 impl Decider {
     /// Decides and records `requests`, one verdict each, in order. `settle_approvals` is for
-    /// calls: an `approval_required` decision opens (or spends) an approval. Lists pass `false`,
-    /// which only the in-process mode can honour (see docs/gateway.md, known limits).
+    /// calls: an `approval_required` decision opens (or spends) an approval. Lists pass `false`
+    /// (remotely `options.arbiter_settle_approvals`, which the batch endpoint honours).
     pub async fn decide(
         &self,
         requests: Vec<Value>,
@@ -202,14 +202,15 @@ impl Decider {
                 Ok(evaluate(state, parsed, settle_approvals).await)
             }
             Decider::Remote(remote) => {
-                if let [single] = requests.as_slice() {
+                // The single endpoint always settles approvals: a list of one item (or an
+                // unlisted tool's call) must not open an approval request, so it goes as a batch.
+                if let ([single], true) = (requests.as_slice(), settle_approvals) {
                     return remote
                         .post("/access/v1/evaluation", single, timeout)
                         .await
                         .map(|answer| vec![answer]);
                 }
-                // `arbiter_settle_approvals` asks the server not to open approval requests for a
-                // list; servers that do not know the option ignore it (see docs/gateway.md).
+                // `arbiter_settle_approvals: false` keeps a list from opening approval requests.
                 let body = json!({
                     "evaluations": requests,
                     "options": {"arbiter_context": true, "arbiter_settle_approvals": settle_approvals},

@@ -477,3 +477,35 @@ async fn a_held_call_that_a_person_denies_is_refused_naming_the_request() {
     .await
     .unwrap();
 }
+
+/// Filtering a list asks no person for anything, remotely too, even for a list of one item
+/// (which once went to the single-evaluation endpoint, which always opens approval requests).
+#[tokio::test]
+async fn remote_list_filtering_opens_no_approval_request() {
+    tokio::time::timeout(BOUND, async {
+        let (arbiter, _tools, client) = setup("remote", 0).await;
+        let (status, body) = arbiter
+            .admin(
+                "POST",
+                "/admin/v1/controls",
+                json!({"target": {"type": "Agent", "id": "copilot"}, "level": "require_approval",
+                       "reason": "new agent: a person approves each use"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        // One prompt, three tools: shown, since a person may approve their use.
+        assert_eq!(client.list_all_prompts().await.unwrap().len(), 1);
+        assert_eq!(tool_names(&client).await.len(), 3);
+        let (_, pending) = arbiter
+            .send(
+                "GET",
+                "/admin/v1/approvals?state=pending",
+                arbiter_server::Role::Approver,
+                None,
+            )
+            .await;
+        assert_eq!(pending["approvals"], json!([]), "{pending}");
+    })
+    .await
+    .unwrap();
+}
