@@ -312,6 +312,10 @@ impl Gateway {
     /// Checks the agents of open sessions again when Arbiter published a change (or every
     /// `RECHECK_EVERY`), and closes the sessions of those now contained.
     async fn close_contained(&self) {
+        // Nothing to close: an idle gateway does not poll Arbiter.
+        if self.inner.sessions.is_empty() {
+            return;
+        }
         let version = match self.inner.decider.version(self.decision_timeout()).await {
             Ok(version) => version,
             Err(error) => {

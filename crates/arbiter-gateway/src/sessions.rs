@@ -145,6 +145,10 @@ impl Sessions {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// How many sessions are open for `subject`'s agent.
     pub(crate) fn count(&self, subject: &arbiter_core::EntityRef) -> usize {
         self.lock()
