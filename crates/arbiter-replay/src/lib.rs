@@ -4,8 +4,10 @@
 //! made with and the inventory as of the change-feed position it was made at, and reports any
 //! decision whose outcome or determining policies come out differently (a bug, by definition:
 //! a decision is a function of its snapshot, request and time). [`impact`] does the same walk
-//! with a candidate policy set instead and reports which recorded decisions it would change —
-//! the impact of activating a version, measured on real traffic before it is activated.
+//! with a candidate policy set instead, or with a candidate inventory change made on top of each
+//! recorded state ([`InventoryChange`], e.g. an identity taken out of a role), and reports which
+//! recorded decisions it would change — the impact of a change, measured on real traffic
+//! before it is made.
 //! [`StateWalker`] is the part that rebuilds the inventory as of any position of the feed.
 //!
 //! What it is not: not on the decision path, and not a verifier of the log (that is
@@ -28,7 +30,7 @@ pub use report::{
     impact, replay, Candidate, CandidateInfo, Changed, Example, Grouped, ImpactReport, Mismatch,
     ReplayReport, Tally, Transition, Unreplayable, Verdict,
 };
-pub use state::{StateError, StateWalker};
+pub use state::{InventoryChange, StateError, StateWalker};
 
 use arbiter_engine::{EngineConfig, PolicyError, Schema};
 use arbiter_log::LogError;

@@ -2,6 +2,7 @@
 //! on the state it was made on?) and what-if (which would come out differently under a
 //! candidate policy set?).
 
+use crate::state::InventoryChange;
 use crate::walk::{walk, NotReplayed, Policies, Replayed};
 use crate::{ReplayError, ReplayOptions};
 use arbiter_core::{Decision, Outcome};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The policy set a what-if decides with.
+/// What a what-if changes: the policy set it decides with, or the inventory it decides on.
 #[derive(Debug, Clone)]
 pub enum Candidate {
     /// A version stored in the governance store (typically uploaded but not yet active).
@@ -20,6 +21,9 @@ pub enum Candidate {
     /// Policy sources, e.g. read from `.cedar` files. Name them as they would be uploaded
     /// (by file name): policy ids of a multi-file set include the source name.
     Sources(Vec<PolicySource>),
+    /// Inventory changes made on top of the state each decision is replayed on, decided with
+    /// the decision's own recorded policy version (checked against its digest, as in a replay).
+    Inventory(Vec<InventoryChange>),
 }
 
 /// An outcome, the policies that determined it, and the reason given to administrators.
@@ -128,8 +132,11 @@ pub struct CandidateInfo {
     pub version: Option<u64>,
     /// SHA-256 of its sources, hex (as recorded in decisions made with it).
     pub digest: String,
-    /// How many policies it has.
+    /// How many policies it has (0 for an inventory change: each decision's recorded version).
     pub policies: usize,
+    /// The inventory changes, when the candidate is one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryChange>,
 }
 
 /// A decision whose outcome the candidate changes.
@@ -308,7 +315,8 @@ pub fn replay(
 }
 
 /// Decides every selected decision in `log` again with `candidate` instead of the policy
-/// version it was made with, on the inventory as of its change-feed position and at its
+/// version it was made with (or, for [`Candidate::Inventory`], with its own version on the
+/// changed inventory), on the inventory as of its change-feed position and at its
 /// recorded time, and reports which decisions would change outcome: how many, by subject,
 /// action and resource, by recorded and new outcome, with examples and their new explanations.
 ///
@@ -321,7 +329,25 @@ pub fn impact(
     options: &ReplayOptions,
     progress: Option<&dyn Fn(u64, u64)>,
 ) -> Result<ImpactReport, ReplayError> {
-    let (policies, version) = compile_candidate(store, candidate, options)?;
+    let (policies, info) = match candidate {
+        Candidate::Inventory(changes) => (
+            Policies::RecordedOn(changes.clone()),
+            CandidateInfo {
+                version: None,
+                digest: String::new(),
+                policies: 0,
+                inventory: changes.clone(),
+            },
+        ),
+        Candidate::Version(version) => {
+            let policies = compile_candidate(store, Some(*version), &[], options)?;
+            policy_candidate(policies, Some(*version))
+        }
+        Candidate::Sources(sources) => {
+            let policies = compile_candidate(store, None, sources, options)?;
+            policy_candidate(policies, None)
+        }
+    };
     enum Found {
         Same {
             determining_changed: bool,
@@ -362,11 +388,7 @@ pub fn impact(
         }
     };
     let mut report = ImpactReport {
-        candidate: CandidateInfo {
-            version,
-            digest: policies.digest().to_owned(),
-            policies: policies.len(),
-        },
+        candidate: info,
         total: 0,
         evaluated: 0,
         changed: 0,
@@ -432,15 +454,7 @@ pub fn impact(
             reasons.add(entry);
         }
     };
-    let stats = walk(
-        store,
-        log,
-        options,
-        &Policies::Candidate(Arc::clone(&policies)),
-        progress,
-        &judge,
-        &mut sink,
-    )?;
+    let stats = walk(store, log, options, &policies, progress, &judge, &mut sink)?;
     report.total = stats.total;
     report.pruned = stats.pruned;
     report.states = stats.states;
@@ -459,30 +473,40 @@ pub fn impact(
     Ok(report)
 }
 
-/// Compiles a candidate the way the server compiles a version it activates.
+/// How the walk decides with a compiled candidate policy set, and how the report names it.
+fn policy_candidate(policies: Arc<PolicySet>, version: Option<u64>) -> (Policies, CandidateInfo) {
+    let info = CandidateInfo {
+        version,
+        digest: policies.digest().to_owned(),
+        policies: policies.len(),
+        inventory: Vec::new(),
+    };
+    (Policies::Candidate(policies), info)
+}
+
+/// Compiles a candidate policy set (a stored version when `version` is given, else `sources`)
+/// the way the server compiles a version it activates.
 fn compile_candidate(
     store: &dyn Store,
-    candidate: &Candidate,
+    version: Option<u64>,
+    sources: &[PolicySource],
     options: &ReplayOptions,
-) -> Result<(Arc<PolicySet>, Option<u64>), ReplayError> {
-    let (sources, version) = match candidate {
-        Candidate::Version(version) => {
-            let stored = store.get_policy_version(*version)?;
-            let sources: Vec<PolicySource> = stored
-                .sources
-                .into_iter()
-                .map(|source| PolicySource {
-                    name: source.name,
-                    text: source.text,
-                })
-                .collect();
-            (sources, Some(*version))
-        }
-        Candidate::Sources(sources) => (sources.clone(), None),
+) -> Result<Arc<PolicySet>, ReplayError> {
+    let sources: Vec<PolicySource> = match version {
+        Some(version) => store
+            .get_policy_version(version)?
+            .sources
+            .into_iter()
+            .map(|source| PolicySource {
+                name: source.name,
+                text: source.text,
+            })
+            .collect(),
+        None => sources.to_vec(),
     };
     let compiled = PolicySet::compile(sources, options.schema.as_ref(), version.unwrap_or(0))
         .map_err(ReplayError::Candidate)?;
-    Ok((Arc::new(compiled), version))
+    Ok(Arc::new(compiled))
 }
 
 fn verdict(decision: &Decision) -> Verdict {

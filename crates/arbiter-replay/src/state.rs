@@ -19,6 +19,7 @@ use arbiter_core::{EntityRef, Group, Identity, InventoryDocument, Lifecycle, Res
 use arbiter_engine::{EngineConfig, InventoryBuilder, PolicySet, Schema, Snapshot};
 use arbiter_store::{change_kind, ChangeEvent, Store, StoreError};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 /// How many change events one read of the feed asks for.
@@ -64,9 +65,43 @@ pub enum StateError {
         /// The engine's complaint.
         message: String,
     },
+    /// A what-if's inventory change cannot be made on the state at this position.
+    #[error("the candidate change cannot be made as of change {seq}: {message}")]
+    Candidate {
+        /// The position.
+        seq: u64,
+        /// The engine's complaint.
+        message: String,
+    },
     /// The store failed.
     #[error("reading the change feed: {0}")]
     Store(#[from] StoreError),
+}
+
+/// A change to the inventory a what-if makes on top of each recorded state, as an
+/// administrator would make it through the store (an ordinary identity change).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InventoryChange {
+    /// Takes `group` out of `identity`'s direct memberships (`member_of`). Where the identity
+    /// does not exist yet, or is not a direct member of `group` at that point of the feed, the
+    /// state is left as it was: the change removes what is there, it does not invent history.
+    RemoveMembership {
+        /// The identity, e.g. `Agent::"build-bot"`.
+        identity: EntityRef,
+        /// The group or role it leaves, e.g. `Role::"admins"`.
+        group: EntityRef,
+    },
+}
+
+impl std::fmt::Display for InventoryChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InventoryChange::RemoveMembership { identity, group } => {
+                write!(f, "remove {identity} from {group}")
+            }
+        }
+    }
 }
 
 /// A member of a group or resource: whatever names it as a parent.
@@ -241,6 +276,35 @@ impl<'a> StateWalker<'a> {
         let mut snapshot = live.clone();
         snapshot.set_change_seq(self.position);
         self.live = Some(live);
+        Ok(snapshot)
+    }
+
+    /// The state as of the current position with `changes` made on top of it, for a what-if.
+    /// Each change is one O(log n) update of a copy of the engine's inventory, never a rebuild;
+    /// the walk's own state is left untouched, so later positions are unaffected.
+    pub fn snapshot_with(&mut self, changes: &[InventoryChange]) -> Result<Snapshot, StateError> {
+        let mut snapshot = self.snapshot()?;
+        for change in changes {
+            match change {
+                InventoryChange::RemoveMembership { identity, group } => {
+                    let Some(current) = self.document.identities.get(identity) else {
+                        continue;
+                    };
+                    if !current.member_of.contains(group) {
+                        continue;
+                    }
+                    let mut changed = current.clone();
+                    changed.member_of.retain(|parent| parent != group);
+                    snapshot
+                        .inventory_mut()
+                        .upsert_identity(&changed, self.schema.as_ref())
+                        .map_err(|err| StateError::Candidate {
+                            seq: self.position,
+                            message: format!("{change}: {err}"),
+                        })?;
+                }
+            }
+        }
         Ok(snapshot)
     }
 

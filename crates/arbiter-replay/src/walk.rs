@@ -2,7 +2,7 @@
 //! were made on, rebuild each state once, and decide every recorded request again, on every
 //! core.
 
-use crate::state::StateWalker;
+use crate::state::{InventoryChange, StateWalker};
 use crate::{ReplayError, ReplayOptions};
 use arbiter_core::{request_from_value, Outcome, SnapshotInfo};
 use arbiter_engine::{DecideOptions, PolicySet, PolicySource, Snapshot};
@@ -22,6 +22,19 @@ pub(crate) enum Policies {
     Recorded,
     /// One candidate set for every decision.
     Candidate(Arc<PolicySet>),
+    /// Each decision's own recorded version, on its state with these changes made (a what-if
+    /// of an inventory change).
+    RecordedOn(Vec<InventoryChange>),
+}
+
+impl Policies {
+    /// The inventory changes made on every state.
+    fn changes(&self) -> &[InventoryChange] {
+        match self {
+            Policies::RecordedOn(changes) => changes,
+            Policies::Recorded | Policies::Candidate(_) => &[],
+        }
+    }
 }
 
 /// The parts of a decision entry replay reads. Everything else in the entry (explanations,
@@ -199,7 +212,7 @@ pub(crate) fn walk<V: Send>(
                 decision_id,
                 body,
                 snapshot,
-                recorded_policies: matches!(policies, Policies::Recorded),
+                recorded_policies: !matches!(policies, Policies::Candidate(_)),
             });
         }
         for verdict in decide_all(&jobs, threads, judge) {
@@ -313,10 +326,11 @@ impl Resolver<'_> {
         {
             let state = walker
                 .advance_to(change_seq)
-                .and_then(|()| walker.snapshot());
+                .and_then(|()| walker.snapshot_with(self.policies.changes()));
             let state = match state {
                 Ok(state) => Ok(state),
                 Err(crate::StateError::Store(err)) => return Err(ReplayError::Store(err)),
+                Err(err @ crate::StateError::Candidate { .. }) => Err(err.to_string()),
                 Err(err) => Err(format!("the inventory cannot be rebuilt: {err}")),
             };
             self.states += 1;
@@ -327,14 +341,14 @@ impl Resolver<'_> {
             });
         }
         let policies = match self.policies {
-            Policies::Recorded => self.version(policy_version)?,
+            Policies::Recorded | Policies::RecordedOn(_) => self.version(policy_version)?,
             Policies::Candidate(candidate) => Ok(Arc::clone(candidate)),
         };
         let Some(at) = self.at.as_mut() else {
             return Ok(Err("no state".to_owned()));
         };
         let key = match self.policies {
-            Policies::Recorded => policy_version,
+            Policies::Recorded | Policies::RecordedOn(_) => policy_version,
             Policies::Candidate(_) => 0,
         };
         let snapshot = at.by_version.entry(key).or_insert_with(|| {

@@ -11,6 +11,7 @@
 
 mod fixture;
 mod large;
+mod membership;
 mod scenario;
 mod server;
 mod walker;
