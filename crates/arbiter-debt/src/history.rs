@@ -2,9 +2,11 @@
 //! store and the log are not touched): one row per report and scope.
 
 use crate::report::Report;
+use crate::score::GroupPoint;
 use crate::DebtError;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::path::Path;
 
 const SCHEMA: &str = r#"
@@ -122,5 +124,62 @@ impl History {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(points)
+    }
+
+    /// Fills each owner's and team's `previous`, `delta` and `trend` in `report` from the
+    /// reports kept before it (at most the last `limit`), whether or not `report` itself was
+    /// recorded. Every report keeps every owner and team with debt, so one missing from a kept
+    /// report had none then: it counts as 0, not as unknown.
+    pub fn add_group_trends(&self, report: &mut Report, limit: u32) -> Result<(), DebtError> {
+        let now = report.generated_at;
+        // The reports kept before this one: each has exactly one overall row.
+        let mut times = self.conn.prepare(
+            "SELECT at FROM
+               (SELECT at FROM scores WHERE scope = 'overall' AND key = '' AND at < ?1 ORDER BY at DESC LIMIT ?2)
+             ORDER BY at",
+        )?;
+        let times: Vec<i64> = times
+            .query_map(params![now, limit], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        // One index seek per owner or team: (scope, key, at) is the primary key.
+        let mut points = self.conn.prepare(
+            "SELECT at, score FROM scores WHERE scope = ?1 AND key = ?2 AND at >= ?3 AND at < ?4",
+        )?;
+        let first = times.first().copied().unwrap_or(now);
+        for (scope, groups) in [
+            ("owner", &mut report.scores.owners),
+            ("team", &mut report.scores.teams),
+        ] {
+            for group in groups.iter_mut() {
+                let kept: HashMap<i64, f64> = points
+                    .query_map(params![scope, group.key, first, now], |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                group.trend = times
+                    .iter()
+                    .map(|at| GroupPoint {
+                        at: *at,
+                        // Owner and team scores are sums of whole identity scores.
+                        total: kept
+                            .get(at)
+                            .map_or(0, |score| score.max(0.0).round() as u64),
+                    })
+                    .chain(std::iter::once(GroupPoint {
+                        at: now,
+                        total: group.total,
+                    }))
+                    .collect();
+                group.previous = times.last().map(|at| {
+                    kept.get(at)
+                        .map_or(0, |score| score.max(0.0).round() as u64)
+                });
+                group.delta = group.previous.map(|previous| {
+                    i64::try_from(group.total).unwrap_or(i64::MAX)
+                        - i64::try_from(previous).unwrap_or(i64::MAX)
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,8 @@ use std::fmt::Write;
 const TABLE_ROWS: usize = 200;
 /// Owners in the chart.
 const TOP_OWNERS: usize = 10;
+/// Owners, and teams, drawn with their trend.
+const TOP_TRENDS: usize = 8;
 
 /// Escapes text for HTML content and attribute values.
 fn esc(text: &str) -> String {
@@ -72,6 +74,18 @@ code{{font-size:.85em}} svg text{{font-family:inherit}}
     page.push_str(&trend_chart(report));
     page.push_str(&owasp_chart(report));
     page.push_str(&owners_chart(report));
+    page.push_str(&group_trends_chart(
+        "chart-owner-trends",
+        "Top owners: debt over time",
+        "owner-spark",
+        &report.scores.owners,
+    ));
+    page.push_str(&group_trends_chart(
+        "chart-team-trends",
+        "Top teams: debt over time",
+        "team-spark",
+        &report.scores.teams,
+    ));
     page.push_str("</div>\n");
 
     page.push_str("<h2>Identities by debt</h2>\n<table id=\"ranking\"><thead><tr><th>#</th><th>identity</th><th>score</th><th>findings</th><th>owner</th><th>team</th><th>unrotated days</th><th>unused grants</th></tr></thead><tbody>\n");
@@ -334,6 +348,82 @@ fn owners_chart(report: &Report) -> String {
         "chart-owners",
         "Top owners by debt (points)",
         "owners ranked by the trust-debt points of the identities they own",
+        &body,
+    )
+}
+
+/// One row per top owner or team: its name, a sparkline of its debt points over the reports
+/// kept (each line scaled to its own maximum, so its shape shows however small it is), its
+/// points now and the change since the last report.
+fn group_trends_chart(
+    id: &str,
+    caption: &str,
+    class: &str,
+    groups: &[crate::GroupScore],
+) -> String {
+    let row = (HEIGHT - 10.0) / TOP_TRENDS as f64;
+    let (name_w, spark_x, spark_w) = (120.0, 125.0, 130.0);
+    let mut body = String::new();
+    for (idx, group) in groups.iter().take(TOP_TRENDS).enumerate() {
+        let top = 5.0 + row * idx as f64;
+        let mut values: Vec<u64> = group.trend.iter().map(|point| point.total).collect();
+        if values.is_empty() {
+            values.push(group.total);
+        }
+        if values.len() == 1 {
+            // A single report draws as a flat line rather than nothing.
+            values.push(group.total);
+        }
+        let max = values.iter().copied().max().unwrap_or(0).max(1) as f64;
+        let n = values.len();
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(at, value)| {
+                let x = spark_x + spark_w * at as f64 / (n - 1).max(1) as f64;
+                let y = top + row * 0.85 - row * 0.7 * *value as f64 / max;
+                format!("{x:.1},{y:.1}")
+            })
+            .collect();
+        let name = group
+            .key
+            .strip_prefix("Human::\"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or(&group.key);
+        let (delta, color) = match group.delta {
+            None => ("new".to_owned(), "#5b6577"),
+            Some(0) => ("±0".to_owned(), "#5b6577"),
+            Some(delta) if delta > 0 => (format!("+{delta}"), "#c0392b"),
+            Some(delta) => (format!("−{}", delta.unsigned_abs()), "#1e8449"),
+        };
+        let _ = write!(
+            body,
+            "<text x=\"{name_w}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"end\" fill=\"#1d2430\">{}</text><polyline class=\"{class}\" points=\"{}\" fill=\"none\" stroke=\"#8e44ad\" stroke-width=\"1.5\"><title>{}: {}</title></polyline><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"#1d2430\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" fill=\"{color}\">{}</text>",
+            top + row * 0.6,
+            esc(name),
+            points.join(" "),
+            esc(&group.key),
+            esc(&group
+                .trend
+                .iter()
+                .map(|point| format!("{} {}", date(point.at), point.total))
+                .collect::<Vec<_>>()
+                .join(", ")),
+            spark_x + spark_w + 8.0,
+            top + row * 0.6,
+            group.total,
+            spark_x + spark_w + 38.0,
+            top + row * 0.6,
+            esc(&delta),
+        );
+    }
+    if groups.is_empty() {
+        body.push_str("<text x=\"170\" y=\"100\" font-size=\"11\" text-anchor=\"middle\" fill=\"#5b6577\">no debt</text>");
+    }
+    figure(
+        id,
+        caption,
+        &format!("{caption}, with the change since the last report"),
         &body,
     )
 }

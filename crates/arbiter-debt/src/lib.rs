@@ -37,8 +37,8 @@ pub use grants::{Grant, Grants};
 pub use history::{History, HistoryPoint};
 pub use report::{analyse, set_figures, DebtFigures, IdentityDebt, Inputs, Report, DEBT_ATTRIBUTE};
 pub use run::{active_sources, compute, RunOptions};
-pub use score::{GroupScore, Scores};
-pub use suggest::{Suggestion, SuggestionChange};
+pub use score::{GroupPoint, GroupScore, Scores};
+pub use suggest::{MembershipBase, Suggestion, SuggestionChange, SuggestionKind};
 pub use usage::{PrincipalUsage, Usage};
 
 /// What can stop a report. Findings are never errors.

@@ -1,7 +1,7 @@
 //! A whole report from a store and a log, as the CLI, the server and the benchmark compute it.
 
 use crate::report::{analyse, Inputs, Report};
-use crate::suggest::{check, propose};
+use crate::suggest::{check, propose, propose_memberships};
 use crate::{DebtError, Grants, Progress, Thresholds, Usage, DAY};
 use arbiter_engine::PolicySource;
 use arbiter_log::LogDb;
@@ -10,8 +10,9 @@ use arbiter_store::Store;
 /// How much of the report to compute.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
-    /// Suggestions for at most this many over-privileged identities, worst first (0: none).
-    /// Each is checked by a what-if replay of the usage window, the costly part.
+    /// Suggestions for at most this many over-privileged identities, worst first (0: none):
+    /// a policy suggestion and a membership suggestion each, where there is something to
+    /// propose. Each is checked by a what-if replay of the usage window, the costly part.
     pub suggestions: usize,
     /// Whether to check the suggestions by replay.
     pub check: bool,
@@ -78,6 +79,12 @@ pub fn compute(
             version,
             options.suggestions,
         )?;
+        suggestions.extend(propose_memberships(
+            &report,
+            &inventory,
+            version,
+            options.suggestions,
+        ));
         if options.check {
             check(
                 &mut suggestions,

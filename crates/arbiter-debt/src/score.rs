@@ -38,6 +38,27 @@ pub struct GroupScore {
     pub max: u32,
     /// Findings.
     pub findings: u64,
+    /// Its debt points in the last report kept before this one (0 if it had no debt then);
+    /// `None` when no earlier report was kept. Filled from the history
+    /// ([`crate::History::add_group_trends`]).
+    #[serde(default)]
+    pub previous: Option<u64>,
+    /// `total` minus `previous`: negative when the debt went down.
+    #[serde(default)]
+    pub delta: Option<i64>,
+    /// Its debt points in the earlier reports kept, oldest first (0 where it had none), and
+    /// now.
+    #[serde(default)]
+    pub trend: Vec<GroupPoint>,
+}
+
+/// An owner's or team's debt points at one report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPoint {
+    /// When the report was computed.
+    pub at: i64,
+    /// Its debt points then.
+    pub total: u64,
 }
 
 /// Every score of a report.
@@ -83,6 +104,9 @@ impl Scores {
                     identities: 0,
                     max: 0,
                     findings: 0,
+                    previous: None,
+                    delta: None,
+                    trend: Vec::new(),
                 });
                 entry.total += u64::from(debt.score);
                 entry.identities += 1;

@@ -1,5 +1,5 @@
-//! The HTML report in a real headless Chromium: it renders, its three charts are there with
-//! their marks, and the browser logs no console message. Chromium is required: `.ci/run`
+//! The HTML report in a real headless Chromium: it renders, its charts are there with their
+//! marks (the owner and team trends among them), and the browser logs no console message. Chromium is required: `.ci/run`
 //! installs it, and without it this test fails rather than skips.
 
 use crate::planted::{recorded, Recorded, DAY, NOW};
@@ -67,8 +67,10 @@ fn the_html_report_renders_in_headless_chromium_with_its_charts_and_no_console_e
     }
     let mut report = report.unwrap();
     report.history = history.trend("overall", "", 30).unwrap();
+    history.add_group_trends(&mut report, 30).unwrap();
     assert_eq!(report.history.len(), 3);
-    assert_eq!(report.suggestions.len(), 1);
+    // A policy version and a membership removal for the over-privileged agent.
+    assert_eq!(report.suggestions.len(), 2);
     let page = dir.path().join("debt.html");
     std::fs::write(&page, html::render(&report)).unwrap();
 
@@ -78,6 +80,8 @@ fn the_html_report_renders_in_headless_chromium_with_its_charts_and_no_console_e
         "chart-trend",
         "chart-owasp",
         "chart-owners",
+        "chart-owner-trends",
+        "chart-team-trends",
         "ranking",
         "findings",
         "suggestions",
@@ -103,6 +107,23 @@ fn the_html_report_renders_in_headless_chromium_with_its_charts_and_no_console_e
         dom.matches("class=\"owner-bar\"").count() >= 2,
         "owners alice and bob at least"
     );
+    // One sparkline per owner and team, each through the three reports.
+    let sparks = |class: &str| -> Vec<usize> {
+        dom.split(&format!("<polyline class=\"{class}\" points=\""))
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].split(' ').count())
+            .collect()
+    };
+    assert_eq!(
+        sparks("owner-spark"),
+        vec![3; report.scores.owners.len().min(8)],
+        "{dom}"
+    );
+    assert_eq!(
+        sparks("team-spark"),
+        vec![3; report.scores.teams.len().min(8)]
+    );
+    assert!(report.scores.owners.len() >= 2 && report.scores.teams.len() >= 2);
     assert!(dom.contains("Agent::\"overpriv\""));
     assert!(dom.contains("NHI10"));
     let console: Vec<&str> = log_text

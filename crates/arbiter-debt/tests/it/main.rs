@@ -13,3 +13,4 @@ mod fixture;
 mod html;
 mod planted;
 mod policy_input;
+mod trends;

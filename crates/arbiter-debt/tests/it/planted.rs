@@ -3,9 +3,10 @@
 //! clean identities (precision and recall 100% on the fixture).
 
 use crate::fixture::{actor, records, request, sources, Server};
-use arbiter_core::{EntityRef, InventoryDocument};
+use arbiter_core::{EntityRef, Identity, InventoryDocument};
 use arbiter_debt::{
-    analyse, suggest, FindingKind, Grants, Inputs, Owasp, Report, Thresholds, Usage,
+    analyse, suggest, FindingKind, Grants, Inputs, MembershipBase, Owasp, Report, SuggestionChange,
+    SuggestionKind, Thresholds, Usage,
 };
 use arbiter_engine::PolicySet;
 use arbiter_log::LogDb;
@@ -633,4 +634,177 @@ fn a_suggestion_for_the_over_privileged_agent_keeps_outcomes_and_removes_unused_
     let narrowed = grants_after.get("policy3").unwrap();
     assert_eq!(narrowed.actions, Some(vec!["read".to_owned()]));
     assert!(grants_after.get("admins-delete").is_none());
+}
+
+#[test]
+fn an_unused_role_membership_is_proposed_checked_applied_and_the_period_replays_unchanged() {
+    let Recorded {
+        server,
+        log,
+        report,
+        usage,
+        grants,
+    } = recorded();
+    let inventory = server.store.load_inventory().unwrap();
+    let mut suggestions = suggest::propose_memberships(&report, &inventory, 1, 10);
+    // Only the over-privileged agent has a role none of whose grants it used.
+    assert_eq!(suggestions.len(), 1, "{suggestions:#?}");
+    let window = report.thresholds.usage_window_days;
+    suggest::check(
+        &mut suggestions,
+        &server.store,
+        &log,
+        window,
+        NOW - window * DAY,
+        None,
+    )
+    .unwrap();
+    let suggestion = suggestions.remove(0);
+    assert!(suggestion.id.starts_with("lm-"), "{}", suggestion.id);
+    assert_eq!(suggestion.kind, SuggestionKind::Membership);
+    assert_eq!(suggestion.identity, "Agent::\"overpriv\"");
+    assert_eq!(
+        suggestion.changes,
+        vec![SuggestionChange::RemoveMembership {
+            group: e("Role", "admins")
+        }]
+    );
+    assert_eq!(
+        suggestion.removes,
+        vec!["member of Role::\"admins\"".to_owned()]
+    );
+    assert!(suggestion.sources.is_empty());
+    let check = suggestion.check.as_ref().unwrap();
+    assert_eq!(
+        (check.changed, check.unreplayable),
+        (0, 0),
+        "{suggestion:#?}"
+    );
+    assert!(check.evaluated > 300, "{check:?}");
+    assert!(suggestion.safe());
+    assert!(
+        suggestion.summary.contains(&format!(
+            "this would have changed 0 of the {} decisions",
+            check.evaluated
+        )),
+        "{}",
+        suggestion.summary
+    );
+
+    // A state that moved on is refused: the verdict was about the memberships as seen.
+    let mut moved: Identity = server.store.get_identity(&e("Agent", "overpriv")).unwrap();
+    moved.member_of.push(e("Role", "deployers"));
+    let refused = suggestion.apply_to(&mut moved).unwrap_err();
+    assert!(refused.contains("changed since"), "{refused}");
+    let mut other: Identity = server.store.get_identity(&e("Agent", "clean-1")).unwrap();
+    assert!(suggestion.apply_to(&mut other).is_err());
+
+    // Applied as one ordinary identity change, with the reason and the suggestion id.
+    let mut identity: Identity = server.store.get_identity(&e("Agent", "overpriv")).unwrap();
+    suggestion.apply_to(&mut identity).unwrap();
+    assert!(identity.member_of.is_empty());
+    let reason = format!("review (least-privilege suggestion {})", suggestion.id);
+    server
+        .store
+        .put_identity(&identity, &actor(), &reason)
+        .unwrap();
+    let last = server.store.latest_seq().unwrap();
+    let change = server.store.changes_since(last - 1, 1).unwrap().remove(0);
+    assert_eq!(change.kind, "identity.put");
+    assert_eq!(change.reason, reason);
+    let stored: Identity = server.store.get_identity(&e("Agent", "overpriv")).unwrap();
+    assert!(stored.member_of.is_empty(), "{stored:?}");
+
+    // The recorded period replays unchanged, and the same change checked again on it (now
+    // a no-op on states after it) still changes nothing.
+    let options = ReplayOptions::default();
+    let replayed = replay(&server.store, &log, &options, None).unwrap();
+    assert!(replayed.all_reproduced(), "{replayed:?}");
+    let again = impact(
+        &server.store,
+        &log,
+        &Candidate::Inventory(suggestion.inventory_changes()),
+        &options,
+        None,
+    )
+    .unwrap();
+    assert_eq!((again.changed, again.unreplayable), (0, 0), "{again:?}");
+
+    // The agent no longer holds the role's grant, and nothing more is proposed for it.
+    let inventory = server.store.load_inventory().unwrap();
+    let thresholds = Thresholds::default();
+    let after = analyse(
+        Inputs {
+            inventory: &inventory,
+            grants: &grants,
+            thresholds: &thresholds,
+            now: NOW,
+        },
+        &usage,
+        None,
+    );
+    assert!(!after.findings.iter().any(|finding| {
+        finding.identity == "Agent::\"overpriv\"" && finding.kind == FindingKind::OverPrivileged
+    }));
+    assert!(suggest::propose_memberships(&after, &inventory, 1, 10).is_empty());
+}
+
+#[test]
+fn a_used_membership_is_not_proposed_and_removing_it_counts_the_decisions_that_used_it() {
+    let Recorded {
+        server,
+        log,
+        report,
+        ..
+    } = recorded();
+    let inventory = server.store.load_inventory().unwrap();
+    let proposed = suggest::propose_memberships(&report, &inventory, 1, 100);
+    for suggestion in &proposed {
+        assert!(
+            !suggestion
+                .removes
+                .contains(&"member of Role::\"readers\"".to_owned()),
+            "a used role was proposed: {suggestion:#?}"
+        );
+    }
+    // Were it proposed: clean-1's 28 reads of the search tool went through `readers`.
+    let mut used = proposed[0].clone();
+    used.identity = "Agent::\"clean-1\"".to_owned();
+    used.changes = vec![SuggestionChange::RemoveMembership {
+        group: e("Role", "readers"),
+    }];
+    used.membership = Some(MembershipBase {
+        identity: e("Agent", "clean-1"),
+        member_of: vec![e("Role", "readers")],
+    });
+    let window = report.thresholds.usage_window_days;
+    let mut checked = [used];
+    suggest::check(
+        &mut checked,
+        &server.store,
+        &log,
+        window,
+        NOW - window * DAY,
+        None,
+    )
+    .unwrap();
+    let check = checked[0].check.as_ref().unwrap();
+    assert_eq!(check.changed, 28, "{:#?}", checked[0]);
+    assert_eq!(check.unreplayable, 0);
+    assert!(!checked[0].safe());
+    assert!(
+        checked[0].summary.contains(&format!(
+            "this would have changed 28 of the {} decisions",
+            check.evaluated
+        )),
+        "{}",
+        checked[0].summary
+    );
+    assert!(
+        check.examples.iter().all(
+            |example| example.contains("Agent::\"clean-1\" read Tool::\"search\" allow → deny")
+        ),
+        "{:?}",
+        check.examples
+    );
 }
