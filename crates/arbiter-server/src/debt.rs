@@ -1,7 +1,9 @@
 //! Trust debt over the API: the report as JSON and as an HTML page, and publishing it — the
 //! scores kept in `debt.sqlite3`, each identity's figures written as its `debt` attribute (so
 //! policies read them from the snapshot, and replay rebuilds them from the change feed), and
-//! the optional automatic downgrade, recorded and reversible like any lifecycle change.
+//! the optional automatic downgrade, recorded and reversible like any lifecycle change — and
+//! applying a membership suggestion: the identity taken out of the roles it did not use, as
+//! one ordinary identity change.
 //!
 //! Thresholds come from `debt.json` beside the decision log when it exists (every field is
 //! optional), else the defaults.
@@ -10,12 +12,15 @@ use crate::admin::check;
 use crate::problem::ApiError;
 use crate::{now, read_json, AppStateRef};
 use arbiter_core::{Control, ControlLevel, EntityRef, Identity, Lifecycle};
+// Named apart from `admin::check` (the authorisation), which the OpenAPI test reads for.
+use arbiter_debt::suggest::check as replay_check;
 use arbiter_debt::{
-    compute, html, set_figures, DebtFigures, History, Report, RunOptions, Thresholds,
+    compute, html, set_figures, DebtFigures, History, Report, RunOptions, SuggestionKind,
+    Thresholds, DAY,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Html;
 use axum::Json;
@@ -41,6 +46,17 @@ struct PublishRequest {
     suggestions: Option<usize>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyRequest {
+    reason: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// Suggestions considered when looking for the one to apply: as many as the API reports.
+const APPLY_SUGGESTIONS: usize = 100;
+
 fn data_dir(state: &AppStateRef) -> Result<PathBuf, ApiError> {
     let audit = state.audit_or_404()?;
     Ok(audit
@@ -60,8 +76,14 @@ fn thresholds(dir: &std::path::Path) -> Result<Thresholds, ApiError> {
     }
 }
 
-/// Computes the report now, with the recorded trend; `record` keeps its scores too.
-async fn report(state: &AppStateRef, suggestions: usize, record: bool) -> Result<Report, ApiError> {
+/// Computes the report now, with the recorded trends; `record` keeps its scores too, `check`
+/// replays the usage window for each suggestion.
+async fn report(
+    state: &AppStateRef,
+    suggestions: usize,
+    record: bool,
+    check: bool,
+) -> Result<Report, ApiError> {
     let dir = data_dir(state)?;
     let log_path = state.audit_or_404()?.path.clone();
     let state2 = state.clone();
@@ -72,8 +94,8 @@ async fn report(state: &AppStateRef, suggestions: usize, record: bool) -> Result
             tracing::info!(phase, done, total, "trust debt");
         };
         let options = RunOptions {
-            suggestions: suggestions.min(100),
-            check: true,
+            suggestions: suggestions.min(APPLY_SUGGESTIONS),
+            check,
         };
         let mut report = compute(
             state2.store.as_ref(),
@@ -91,6 +113,9 @@ async fn report(state: &AppStateRef, suggestions: usize, record: bool) -> Result
         report.history = history
             .trend("overall", "", TREND_POINTS)
             .map_err(ApiError::internal)?;
+        history
+            .add_group_trends(&mut report, TREND_POINTS)
+            .map_err(ApiError::internal)?;
         Ok(report)
     })
     .await
@@ -104,7 +129,7 @@ pub(crate) async fn get(
     Query(query): Query<DebtQuery>,
 ) -> Result<Json<Value>, ApiError> {
     check(&state, &headers, "debt.read")?;
-    let report = report(&state, query.suggestions.unwrap_or(10), false).await?;
+    let report = report(&state, query.suggestions.unwrap_or(10), false, true).await?;
     Ok(Json(
         serde_json::to_value(&report).map_err(ApiError::internal)?,
     ))
@@ -117,7 +142,7 @@ pub(crate) async fn page(
     Query(query): Query<DebtQuery>,
 ) -> Result<Html<String>, ApiError> {
     check(&state, &headers, "debt.read")?;
-    let report = report(&state, query.suggestions.unwrap_or(10), false).await?;
+    let report = report(&state, query.suggestions.unwrap_or(10), false, true).await?;
     Ok(Html(html::render(&report)))
 }
 
@@ -135,7 +160,7 @@ pub(crate) async fn publish(
     if request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("reason", "publishing needs a reason"));
     }
-    let report = report(&state, request.suggestions.unwrap_or(0), true).await?;
+    let report = report(&state, request.suggestions.unwrap_or(0), true, true).await?;
     let overall = json!({"score": report.scores.overall, "findings": report.findings.len(), "at": report.generated_at});
     let state2 = state.clone();
     let reason = request.reason;
@@ -231,6 +256,125 @@ pub(crate) async fn publish(
         "published": published,
         "downgraded": downgraded,
         "overall": overall,
+    })))
+}
+
+/// `POST /admin/v1/debt/suggestions/{id}/apply`: applies a membership suggestion in one
+/// reviewed step. The report is computed again, so only a suggestion that is still current
+/// (same identity, same memberships, roles still unused) is found; it is checked by the
+/// what-if replay of the usage window, and one that would change a recorded decision, or could
+/// not be checked on all of them, is refused unless `force`. The identity is then read again
+/// under the writer lock, refused if its memberships moved on, and written as an ordinary
+/// identity change whose reason names the suggestion.
+pub(crate) async fn apply(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let caller = check(&state, &headers, "debt.write")?;
+    // The change itself is an identity write: the caller must be allowed to make one.
+    check(&state, &headers, "identities.write")?;
+    let request: ApplyRequest = serde_json::from_value(read_json(body, &state)?)
+        .map_err(|err| ApiError::bad_request("apply", err.to_string()))?;
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "reason",
+            "applying a suggestion needs a reason",
+        ));
+    }
+    // Only the suggestion applied is checked by replay, not every one proposed.
+    let report = report(&state, APPLY_SUGGESTIONS, false, false).await?;
+    let mut suggestion = report
+        .suggestions
+        .iter()
+        .find(|suggestion| suggestion.id == id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::conflict(format!(
+                "no current suggestion `{id}`: compute the report again (the inventory, the policies or the usage may have changed)"
+            ))
+        })?;
+    if suggestion.kind != SuggestionKind::Membership {
+        return Err(ApiError::bad_request(
+            "id",
+            format!("`{id}` is a policy suggestion: upload and activate its `sources` (`arbiter debt apply` does)"),
+        ));
+    }
+    let window_days = report.thresholds.usage_window_days;
+    let since = report.generated_at - window_days * DAY;
+    let log_path = state.audit_or_404()?.path.clone();
+    let state2 = state.clone();
+    let suggestion = tokio::task::spawn_blocking(move || {
+        let log = arbiter_log::LogDb::open_read_only(&log_path).map_err(ApiError::internal)?;
+        replay_check(
+            std::slice::from_mut(&mut suggestion),
+            state2.store.as_ref(),
+            &log,
+            window_days,
+            since,
+            None,
+        )
+        .map_err(ApiError::internal)?;
+        Ok::<_, ApiError>(suggestion)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    if !suggestion.safe() && !request.force {
+        let (changed, unreplayable) = suggestion
+            .check
+            .as_ref()
+            .map_or((0, 0), |check| (check.changed, check.unreplayable));
+        return Err(ApiError::conflict(format!(
+            "suggestion `{id}` would change {changed} recorded decisions ({unreplayable} could not be decided again): review them, then apply with `force`"
+        )));
+    }
+    let Some(base) = suggestion.membership.clone() else {
+        return Err(ApiError::internal(
+            "a membership suggestion without its identity",
+        ));
+    };
+    let why = format!(
+        "{} (least-privilege suggestion {id}: {})",
+        request.reason.trim(),
+        suggestion.removes.join(", ")
+    );
+    let state2 = state.clone();
+    let suggestion2 = suggestion.clone();
+    let why2 = why.clone();
+    let applied = tokio::task::spawn_blocking(move || {
+        state2.write(|snapshot| {
+            let mut identity: Identity = match state2.store.get_identity(&base.identity) {
+                Ok(identity) => identity,
+                Err(arbiter_store::StoreError::NotFound { .. }) => {
+                    return Err(ApiError::conflict(format!(
+                        "{} no longer exists",
+                        base.identity
+                    )))
+                }
+                Err(err) => return Err(err.into()),
+            };
+            suggestion2
+                .apply_to(&mut identity)
+                .map_err(ApiError::conflict)?;
+            snapshot
+                .inventory_mut()
+                .upsert_identity(&identity, state2.schema.as_deref())?;
+            state2
+                .store
+                .put_identity(&identity, &caller.actor(), &why2)?;
+            Ok(identity)
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(json!({
+        "suggestion": suggestion,
+        "applied": {
+            "identity": applied.entity_ref().to_string(),
+            "member_of": applied.member_of,
+            "reason": why,
+        },
     })))
 }
 

@@ -134,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/v1/debt", get(debt::get))
         .route("/admin/v1/debt/report.html", get(debt::page))
         .route("/admin/v1/debt/publish", post(debt::publish))
+        .route("/admin/v1/debt/suggestions/{id}/apply", post(debt::apply))
         .route("/openapi.json", get(openapi::document))
         .route("/health", get(health))
         .route("/ready", get(ready))

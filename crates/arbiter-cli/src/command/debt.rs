@@ -28,9 +28,9 @@ pub(crate) struct DebtArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum DebtCommand {
-    /// Apply a least-privilege suggestion on a running server: its policy version is uploaded and activated with your reason (the server recomputes the report first, so only a suggestion that is still current applies).
+    /// Apply a least-privilege suggestion on a running server: a policy suggestion (`ls-…`) is uploaded and activated as a new version, a membership suggestion (`lm-…`) removes the roles from the identity as one identity change; both with your reason and the suggestion id (the server recomputes the report first, so only a suggestion that is still current applies).
     Apply {
-        /// The suggestion id (`ls-…`), from `arbiter debt`.
+        /// The suggestion id (`ls-…` or `lm-…`), from `arbiter debt`.
         id: String,
         /// Why, for the change feed. Required.
         #[arg(long, value_parser = parse_reason)]
@@ -170,6 +170,7 @@ fn report(args: &ReportArgs) -> Result<ExitCode> {
         history.record(&report)?;
     }
     report.history = history.trend("overall", "", 90)?;
+    history.add_group_trends(&mut report, 90)?;
     if let Some(path) = &args.html {
         std::fs::write(path, html::render(&report))
             .with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -283,23 +284,48 @@ fn render(report: &Report, top: usize) -> String {
             ));
         }
     }
-    let owners: Vec<String> = scores
-        .owners
-        .iter()
-        .take(5)
-        .map(|owner| format!("{} {}", owner.key, owner.total))
-        .collect();
-    if !owners.is_empty() {
+    for (title, column, groups) in [
+        ("Owners", "OWNER", &scores.owners),
+        ("Teams", "TEAM", &scores.teams),
+    ] {
+        if groups.is_empty() {
+            continue;
+        }
+        let mut table = Table::new(&[column, "POINTS", "Δ", "IDENTITIES", "WORST"]);
+        for group in groups.iter().take(top) {
+            table.row(vec![
+                group.key.clone(),
+                group.total.to_string(),
+                delta(group.delta),
+                group.identities.to_string(),
+                group.max.to_string(),
+            ]);
+        }
         out.push_str(&format!(
-            "\nTop owners by debt points: {}\n",
-            owners.join(", ")
+            "\n{title} by debt points (Δ: since the last kept report):\n"
         ));
+        out.push_str(&table.render());
+        if groups.len() > top {
+            out.push_str(&format!("… and {} more\n", groups.len() - top));
+        }
     }
     out
 }
 
+/// A change of debt points for the table: `+5`, `-10`, `0`, or `new` with nothing kept before.
+fn delta(delta: Option<i64>) -> String {
+    match delta {
+        None => "new".to_owned(),
+        Some(delta) if delta > 0 => format!("+{delta}"),
+        Some(delta) => delta.to_string(),
+    }
+}
+
 fn apply(id: &str, reason: &Reason, force: bool, connection: &ConnectionArgs) -> Result<ExitCode> {
     let api = Api::new(connection)?;
+    if id.starts_with("lm-") {
+        return apply_membership(&api, id, reason, force, connection);
+    }
     let mut url = api.url(&["debt"]);
     url.query_pairs_mut().append_pair("suggestions", "100");
     let report = api.get(url)?;
@@ -345,6 +371,66 @@ fn apply(id: &str, reason: &Reason, force: bool, connection: &ConnectionArgs) ->
                 .filter_map(Value::as_str)
                 .collect::<Vec<_>>()
                 .join(", ")
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A membership suggestion is applied by the server in one step: it recomputes the report,
+/// checks the suggestion is current and harmless (unless `force`), and changes the identity
+/// under its writer lock, refusing if its memberships moved on since.
+fn apply_membership(
+    api: &Api,
+    id: &str,
+    reason: &Reason,
+    force: bool,
+    connection: &ConnectionArgs,
+) -> Result<ExitCode> {
+    let body = json!({"reason": reason.as_str(), "force": force});
+    let answer = api.post(api.url(&["debt", "suggestions", id, "apply"]), &body, None)?;
+    if connection.json {
+        emit_json(&answer)?;
+    } else {
+        let text = |pointer: &str| {
+            answer
+                .pointer(pointer)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let member_of: Vec<String> = answer
+            .pointer("/applied/member_of")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|group| {
+                format!(
+                    "{}::{}",
+                    group
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                    group.get("id").unwrap_or(&Value::Null)
+                )
+            })
+            .collect();
+        emit(&format!(
+            "applied {id}: {} changed\n  {}\n  removed: {}\n  member of now: {}\n",
+            text("/applied/identity"),
+            clean(&text("/suggestion/summary")),
+            answer
+                .pointer("/suggestion/removes")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "),
+            if member_of.is_empty() {
+                "nothing".to_owned()
+            } else {
+                member_of.join(", ")
+            }
         ))?;
     }
     Ok(ExitCode::SUCCESS)

@@ -274,3 +274,194 @@ forbid(principal, action == Action::"read", resource);
     assert_eq!(answer["decision"], json!(true), "{answer}");
     server.stop().await;
 }
+
+const MEMBERSHIP_POLICIES: &str = r#"
+@id("readers-read")
+permit(principal in Role::"readers", action == Action::"read", resource);
+
+@id("admins-delete")
+permit(principal in Role::"admins", action == Action::"delete", resource);
+
+@id("contractors-write")
+permit(principal in Role::"contractors", action == Action::"write", resource);
+
+@id("contractors-read")
+permit(principal, action == Action::"read", resource)
+when { principal in Role::"contractors" };
+"#;
+
+fn membership_bundle() -> Bundle {
+    let inventory = json!({
+        "groups": [{"type": "Role", "id": "readers"}, {"type": "Role", "id": "admins"},
+                   {"type": "Role", "id": "contractors"}],
+        "resources": [{"type": "Dataset", "id": "docs", "sensitivity": "internal"}],
+        "identities": [
+            {"id": "alice", "kind": "human"},
+            {"id": "hoarder", "kind": "ai_agent", "owner": "alice",
+             "member_of": [{"type": "Role", "id": "readers"}, {"type": "Role", "id": "admins"}]},
+            {"id": "temp", "kind": "ai_agent", "owner": "alice",
+             "member_of": [{"type": "Role", "id": "contractors"}]}
+        ]
+    });
+    Bundle {
+        policies: vec![("policies.cedar".into(), MEMBERSHIP_POLICIES.into())],
+        inventory: Some(inventory.to_string()),
+        cedar_entities: None,
+        schema: None,
+    }
+}
+
+fn act(agent: &str, action: &str) -> String {
+    json!({"subject": {"type": "Agent", "id": agent}, "action": {"name": action},
+           "resource": {"type": "Dataset", "id": "docs"}})
+    .to_string()
+}
+
+/// The membership suggestion for `identity` in `report`.
+fn membership_suggestion(report: &Value, identity: &str) -> Value {
+    report["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|suggestion| suggestion["kind"] == "membership" && suggestion["identity"] == identity)
+        .unwrap_or_else(|| panic!("no membership suggestion for {identity}: {report:#}"))
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_suggestion_is_applied_as_one_identity_change_and_refused_when_it_breaks() {
+    let server = TestServer::start(membership_bundle()).await;
+    for agent in ["hoarder", "temp", "hoarder", "temp"] {
+        let (status, answer) = server.decide(&act(agent, "read")).await;
+        assert_eq!(
+            (status, answer["decision"].clone()),
+            (200, json!(true)),
+            "{agent}"
+        );
+    }
+    let operator = Some(server.key(Role::Operator));
+    let (status, _, report) = server.send("GET", "/admin/v1/debt", operator, None).await;
+    assert_eq!(status, 200, "{report}");
+    // Nothing kept before this report: no previous points, the trend is now alone.
+    let owner = &report["scores"]["owners"][0];
+    assert_eq!(owner["key"], "Human::\"alice\"");
+    assert_eq!(
+        (owner["previous"].clone(), owner["delta"].clone()),
+        (Value::Null, Value::Null)
+    );
+    assert_eq!(owner["trend"].as_array().unwrap().len(), 1);
+
+    // hoarder never deleted: leaving `admins` changes none of the 4 recorded decisions.
+    let hoarder = membership_suggestion(&report, "Agent::\"hoarder\"");
+    assert_eq!(hoarder["removes"], json!(["member of Role::\"admins\""]));
+    assert_eq!(hoarder["check"]["changed"], 0, "{hoarder:#}");
+    assert_eq!(hoarder["check"]["evaluated"], 4);
+    // temp's reads were allowed because it is a contractor, although no grant of the role was
+    // used: the replay finds the 2 reads the removal would deny.
+    let temp = membership_suggestion(&report, "Agent::\"temp\"");
+    assert_eq!(temp["removes"], json!(["member of Role::\"contractors\""]));
+    assert_eq!(temp["check"]["changed"], 2, "{temp:#}");
+
+    let path = |suggestion: &Value| {
+        format!(
+            "/admin/v1/debt/suggestions/{}/apply",
+            suggestion["id"].as_str().unwrap()
+        )
+    };
+    let body =
+        |reason: &str, force: bool| Some(json!({"reason": reason, "force": force}).to_string());
+    let (status, _, _) = server
+        .send(
+            "POST",
+            &path(&hoarder),
+            Some(server.key(Role::Auditor)),
+            body("review", false),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, problem) = server
+        .send("POST", &path(&hoarder), operator, body(" ", false))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+    let (status, _, problem) = server
+        .send("POST", &path(&temp), operator, body("review", false))
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("would change 2 recorded decisions"),
+        "{problem}"
+    );
+    let policy = report["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|suggestion| suggestion["kind"] == "policies")
+        .unwrap();
+    let (status, _, problem) = server
+        .send("POST", &path(policy), operator, body("review", false))
+        .await;
+    assert_eq!(status, 400, "{problem}");
+
+    // Applied: one identity change with the reason and the suggestion id.
+    let (status, _, applied) = server
+        .send(
+            "POST",
+            &path(&hoarder),
+            operator,
+            body("quarterly review", false),
+        )
+        .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(
+        applied["applied"]["member_of"],
+        json!([{"type": "Role", "id": "readers"}])
+    );
+    let (_, _, identity) = server
+        .send(
+            "GET",
+            "/admin/v1/identities/ai_agent/hoarder",
+            operator,
+            None,
+        )
+        .await;
+    assert_eq!(
+        identity["member_of"],
+        json!([{"type": "Role", "id": "readers"}])
+    );
+    let (_, _, changes) = server
+        .send(
+            "GET",
+            "/admin/v1/changes?since=0&limit=1000",
+            operator,
+            None,
+        )
+        .await;
+    let change = changes.as_array().unwrap().last().unwrap();
+    assert_eq!(change["kind"], "identity.put");
+    let reason = change["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("quarterly review") && reason.contains(hoarder["id"].as_str().unwrap()),
+        "{reason}"
+    );
+    // The next decision sees it; what hoarder used still works.
+    let (_, answer) = server.decide(&act("hoarder", "read")).await;
+    assert_eq!(answer["decision"], json!(true));
+    let (_, answer) = server.decide(&act("hoarder", "delete")).await;
+    assert_eq!(answer["decision"], json!(false));
+    // The same suggestion again: the state moved on, so it is no longer current.
+    let (status, _, problem) = server
+        .send("POST", &path(&hoarder), operator, body("again", false))
+        .await;
+    assert_eq!(status, 409, "{problem}");
+
+    // Forced, the breaking one applies, and temp's reads are denied from then on.
+    let (status, _, applied) = server
+        .send("POST", &path(&temp), operator, body("contract ended", true))
+        .await;
+    assert_eq!(status, 200, "{applied}");
+    let (_, answer) = server.decide(&act("temp", "read")).await;
+    assert_eq!(answer["decision"], json!(false));
+}
