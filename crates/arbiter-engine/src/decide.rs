@@ -9,7 +9,7 @@
 
 use crate::explain::{explain_policy, first_failure, nearest_misses};
 use crate::index::IndexQuery;
-use crate::inventory::{collect_uids, diagnostic_text, from_uid, to_uid, StoredEntity};
+use crate::inventory::{borrow_uids, diagnostic_text, from_uid, to_uid, StoredEntity};
 use crate::policies::CompiledPolicy;
 use crate::reach::Reach;
 use crate::snapshot::Snapshot;
@@ -90,7 +90,8 @@ struct Resolved<'r> {
     subject: EntityUID,
     subject_local: Option<Arc<Entity>>,
     action: EntityUID,
-    action_entity: Arc<Entity>,
+    /// `None` when the inventory holds the action.
+    action_local: Option<Arc<Entity>>,
     resource: EntityUID,
     resource_entity: Option<Arc<Entity>>,
     caller_context: BTreeMap<SmolStr, Value>,
@@ -165,7 +166,7 @@ impl Snapshot {
         let principal = to_uid(principal).map_err(|err| err.0)?;
         let action = to_uid(action).map_err(|err| err.0)?;
         let resource = to_uid(resource).map_err(|err| err.0)?;
-        let action_entity = self.stored_or_bare(&action);
+        let action_local = self.bare_unless_stored(&action);
         let context = cedar_context(context, &self.entity_types)
             .map_err(|Unresolvable(guard)| format!("{guard:?}"))?;
         let evaluation = self
@@ -173,7 +174,7 @@ impl Snapshot {
                 &principal,
                 None,
                 &action,
-                &action_entity,
+                action_local,
                 &resource,
                 None,
                 Context::Value(Arc::new(context)),
@@ -240,10 +241,11 @@ impl Snapshot {
         self.policies.policies.get(idx as usize)
     }
 
-    fn stored_or_bare(&self, uid: &EntityUID) -> Arc<Entity> {
+    /// `None` when the inventory holds `uid`; an entity with no data otherwise.
+    fn bare_unless_stored(&self, uid: &EntityUID) -> Option<Arc<Entity>> {
         match self.inventory.get(uid) {
-            Some(stored) => Arc::clone(&stored.entity),
-            None => Arc::new(Entity::with_uid(uid.clone())),
+            Some(_) => None,
+            None => Some(Arc::new(Entity::with_uid(uid.clone()))),
         }
     }
 
@@ -294,16 +296,13 @@ impl Snapshot {
         };
         let subject_local = local(&subject, &request.subject.properties, "subject")?;
         let resource_entity = local(&resource, &request.resource.properties, "resource")?;
-        let action_entity = match local(&action, &request.action.properties, "action")? {
-            Some(entity) => entity,
-            None => self.stored_or_bare(&action),
-        };
+        let action_local = local(&action, &request.action.properties, "action")?;
         let caller_context = cedar_context(&request.context, &self.entity_types)?;
         Ok(Resolved {
             subject,
             subject_local,
             action,
-            action_entity,
+            action_local,
             resource,
             resource_entity,
             caller_context,
@@ -439,7 +438,7 @@ impl Snapshot {
             principal,
             local,
             &resolved.action,
-            &resolved.action_entity,
+            resolved.action_local.clone(),
             &resolved.resource,
             resolved.resource_entity.clone(),
             Context::Value(Arc::new(context)),
@@ -541,13 +540,13 @@ impl Snapshot {
             }
         }
         targets.push(&resolved.resource);
-        let resource_entity = self
-            .inventory
-            .get(&resolved.resource)
-            .map(|stored| &stored.entity)
-            .or(resolved.resource_entity.as_ref());
-        if let Some(entity) = resource_entity {
-            targets.extend(entity.ancestors());
+        match (
+            self.inventory.get(&resolved.resource),
+            &resolved.resource_entity,
+        ) {
+            (Some(stored), _) => stored.extend_ancestors(&mut targets),
+            (None, Some(entity)) => targets.extend(entity.ancestors()),
+            (None, None) => {}
         }
         for target in targets {
             for control in self.inventory.controls_on(target) {
@@ -691,29 +690,33 @@ impl Snapshot {
         principal: &EntityUID,
         principal_local: Option<Arc<Entity>>,
         action: &EntityUID,
-        action_entity: &Arc<Entity>,
+        action_local: Option<Arc<Entity>>,
         resource: &EntityUID,
         resource_local: Option<Arc<Entity>>,
         context: Context,
         overlay: &[u32],
     ) -> Result<Evaluation, Unresolvable> {
-        let principal_stored = self.inventory.get(principal);
-        let resource_stored = self.inventory.get(resource);
-        let principal_entity: Option<&Arc<Entity>> = principal_stored
-            .map(|stored| &stored.entity)
-            .or(principal_local.as_ref());
-        let resource_entity: Option<&Arc<Entity>> = resource_stored
-            .map(|stored| &stored.entity)
-            .or(resource_local.as_ref());
-        let principal_ancestors: Vec<&EntityUID> = principal_entity
-            .map(|entity| entity.ancestors().collect())
-            .unwrap_or_default();
-        let resource_ancestors: Vec<&EntityUID> = resource_entity
-            .map(|entity| entity.ancestors().collect())
-            .unwrap_or_default();
-        let actions: Vec<&EntityUID> = std::iter::once(action)
-            .chain(action_entity.ancestors())
-            .collect();
+        let root = |uid: &EntityUID, local: &Option<Arc<Entity>>| -> Option<Root<'_>> {
+            self.inventory
+                .get(uid)
+                .map(Root::Stored)
+                .or_else(|| local.as_ref().map(|entity| Root::Local(Arc::clone(entity))))
+        };
+        let principal_root = root(principal, &principal_local);
+        let action_root = root(action, &action_local);
+        let resource_root = root(resource, &resource_local);
+        let mut principal_ancestors: Vec<&EntityUID> = Vec::new();
+        if let Some(root) = &principal_root {
+            root.extend_ancestors(&mut principal_ancestors);
+        }
+        let mut resource_ancestors: Vec<&EntityUID> = Vec::new();
+        if let Some(root) = &resource_root {
+            root.extend_ancestors(&mut resource_ancestors);
+        }
+        let mut actions: Vec<&EntityUID> = vec![action];
+        if let Some(root) = &action_root {
+            root.extend_ancestors(&mut actions);
+        }
         let candidates = self.policies.index.candidates(&IndexQuery {
             principal,
             principal_ancestors: &principal_ancestors,
@@ -723,7 +726,11 @@ impl Snapshot {
         });
 
         let slice = self.slice(
-            [principal_entity, Some(action_entity), resource_entity],
+            [
+                principal_root.as_ref(),
+                action_root.as_ref(),
+                resource_root.as_ref(),
+            ],
             &context,
             &candidates,
             overlay,
@@ -782,7 +789,7 @@ impl Snapshot {
     /// whole inventory.
     fn slice(
         &self,
-        roots: [Option<&Arc<Entity>>; 3],
+        roots: [Option<&Root<'_>>; 3],
         context: &Context,
         candidates: &[u32],
         overlay: &[u32],
@@ -798,46 +805,24 @@ impl Snapshot {
             })
             .max()
             .unwrap_or(0);
-        // Uids that live only in this request, gathered first so the walk below can borrow
-        // every uid instead of cloning it: uid clones and hashing were most of a slice's cost.
-        let mut context_uids: Vec<EntityUID> = Vec::new();
-        if let Context::Value(record) = context {
-            for value in record.values() {
-                collect_uids(value, &mut context_uids);
-            }
-        }
-        let roots: Vec<(&Arc<Entity>, Option<&StoredEntity>)> = roots
-            .into_iter()
-            .flatten()
-            .map(|entity| {
-                let stored = self
-                    .inventory
-                    .get(entity.uid())
-                    .filter(|stored| Arc::ptr_eq(&stored.entity, entity))
-                    .map(Arc::as_ref);
-                (entity, stored)
-            })
-            .collect();
-        let local_refs: Vec<EntityUID> = roots
-            .iter()
-            .filter(|(_, stored)| stored.is_none())
-            .flat_map(|(entity, _)| local_refs(entity))
-            .collect();
-
         let mut visited = Visited::default();
         let mut members: Vec<Arc<Entity>> = Vec::with_capacity(16);
         // Breadth first, one distance at a time, so that an entity is taken at its shortest
-        // distance from the roots.
-        let mut next: Vec<&EntityUID> = local_refs.iter().collect();
-        for (entity, stored) in &roots {
-            if visited.insert(entity.uid()) {
-                members.push(Arc::clone(entity));
-                if let Some(stored) = stored {
-                    next.extend(stored.refs.iter());
-                }
+        // distance from the roots. Every uid is borrowed (from the inventory, the request or the
+        // policies), never cloned: uid clones and hashing were most of a slice's cost.
+        let mut next: Vec<&EntityUID> = Vec::new();
+        for root in roots.into_iter().flatten() {
+            if visited.insert(root.uid()) {
+                members.push(root.cedar());
+                root.extend_refs(&mut next);
             }
         }
-        let mut frontier: Vec<&EntityUID> = context_uids.iter().collect();
+        let mut frontier: Vec<&EntityUID> = Vec::new();
+        if let Context::Value(record) = context {
+            for value in record.values() {
+                borrow_uids(value, &mut frontier);
+            }
+        }
         for policy_idx in candidates.iter().chain(overlay) {
             if let Some(policy) = self.policy(*policy_idx) {
                 frontier.extend(policy.literal_refs.iter());
@@ -855,8 +840,8 @@ impl Snapshot {
                             max_entities: max,
                         }));
                     }
-                    members.push(Arc::clone(&stored.entity));
-                    next.extend(stored.refs.iter());
+                    members.push(stored.cedar());
+                    stored.extend_refs(&mut next);
                 }
             }
             if next.is_empty() || distance >= limit {
@@ -1597,14 +1582,46 @@ impl<'a> Visited<'a> {
     }
 }
 
-fn local_refs(entity: &Entity) -> Vec<EntityUID> {
-    let mut found = Vec::new();
-    for (_, value) in entity.attrs() {
-        if let PartialValue::Value(value) = value {
-            collect_uids(value, &mut found);
+/// One of a request's own entities: the inventory's, or one built from the request.
+enum Root<'a> {
+    Stored(&'a StoredEntity),
+    Local(Arc<Entity>),
+}
+
+impl Root<'_> {
+    fn uid(&self) -> &EntityUID {
+        match self {
+            Root::Stored(stored) => stored.uid(),
+            Root::Local(entity) => entity.uid(),
         }
     }
-    found
+
+    fn cedar(&self) -> Arc<Entity> {
+        match self {
+            Root::Stored(stored) => stored.cedar(),
+            Root::Local(entity) => Arc::clone(entity),
+        }
+    }
+
+    fn extend_ancestors<'a>(&'a self, out: &mut Vec<&'a EntityUID>) {
+        match self {
+            Root::Stored(stored) => stored.extend_ancestors(out),
+            Root::Local(entity) => out.extend(entity.ancestors()),
+        }
+    }
+
+    fn extend_refs<'a>(&'a self, out: &mut Vec<&'a EntityUID>) {
+        match self {
+            Root::Stored(stored) => stored.extend_refs(out),
+            Root::Local(entity) => {
+                for (_, value) in entity.attrs() {
+                    if let PartialValue::Value(value) = value {
+                        borrow_uids(value, out);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// With a schema, the principal and resource types must be ones the action applies to.

@@ -18,6 +18,7 @@ use cedar_policy_core::entities::{EntityJsonParser, NoEntitiesSchema, TCComputat
 use cedar_policy_core::extensions::Extensions;
 use cedar_policy_core::validator::CoreSchema;
 use serde_json::{json, Map, Value as Json};
+use smol_str::SmolStr;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -61,13 +62,211 @@ pub struct CredentialGovernance {
     pub expires_at: Option<Timestamp>,
 }
 
+/// One entity of the inventory.
+///
+/// Identities (entities with governance facts) are the bulk of an inventory, so they are kept
+/// compact: their attributes as a sorted slice and their ancestors as shared uids, about a
+/// quarter of the memory of Cedar's `Entity` (whose attribute `BTreeMap` alone allocates a node
+/// of eleven slots of 152 bytes). A decision builds Cedar's `Entity` for the few identities in
+/// its slice. Everything else (humans, groups, resources, actions, plain Cedar entities) is
+/// fewer, read by many requests, and kept as Cedar's own `Entity`.
 #[derive(Debug)]
 pub(crate) struct StoredEntity {
-    pub(crate) entity: Arc<Entity>,
-    /// Entities referenced by attribute or tag values: the next ring of the per-request slice.
-    pub(crate) refs: Box<[EntityUID]>,
+    /// Shared with the ancestor lists of the entities below this one.
+    uid: Arc<EntityUID>,
+    data: EntityData,
     /// `None` for plain Cedar entities (groups, resources, entities loaded from Cedar JSON).
-    pub(crate) governance: Option<Governance>,
+    pub(crate) governance: Option<Box<Governance>>,
+}
+
+#[derive(Debug)]
+enum EntityData {
+    Cedar(Arc<Entity>),
+    Compact(CompactEntity),
+}
+
+/// An entity's data without Cedar's containers. INVARIANT: `attrs` and `tags` are sorted by
+/// name without duplicates (they come from Cedar's `BTreeMap`s), and `parents` and `indirect`
+/// are disjoint, as in Cedar's `Entity`.
+#[derive(Debug)]
+struct CompactEntity {
+    attrs: Box<[(SmolStr, Value)]>,
+    tags: Box<[(SmolStr, Value)]>,
+    parents: Box<[Arc<EntityUID>]>,
+    indirect: Box<[Arc<EntityUID>]>,
+}
+
+impl StoredEntity {
+    /// Stores `entity`, compactly when it is a governed identity whose values are all known.
+    /// `share` returns the shared copy of an ancestor's uid.
+    fn new(
+        entity: Entity,
+        governance: Option<Governance>,
+        share: &mut dyn FnMut(&EntityUID) -> Arc<EntityUID>,
+    ) -> Self {
+        let uid = share(entity.uid());
+        let all_known = entity
+            .attrs()
+            .chain(entity.tags())
+            .all(|(_, value)| matches!(value, PartialValue::Value(_)));
+        // Humans stay in Cedar's form: they are a small share of identities, and most requests
+        // read one through another's attributes (an owner, a manager, a sponsor), so building
+        // them per request would cost more than the memory saved.
+        let compact = governance
+            .as_ref()
+            .is_some_and(|governance| governance.kind != IdentityKind::Human);
+        let data = if compact && all_known {
+            let (_, attrs, indirect, parents, tags) = entity.into_inner();
+            let known = |map: BTreeMap<SmolStr, PartialValue>| -> Box<[(SmolStr, Value)]> {
+                map.into_iter()
+                    .filter_map(|(name, value)| match value {
+                        PartialValue::Value(value) => Some((name, value)),
+                        PartialValue::Residual(_) => None,
+                    })
+                    .collect()
+            };
+            let mut shared = |set: HashSet<EntityUID>| -> Box<[Arc<EntityUID>]> {
+                set.iter().map(&mut *share).collect()
+            };
+            EntityData::Compact(CompactEntity {
+                attrs: known(attrs),
+                tags: known(tags),
+                parents: shared(parents),
+                indirect: shared(indirect),
+            })
+        } else {
+            EntityData::Cedar(Arc::new(entity))
+        };
+        Self {
+            uid,
+            data,
+            governance: governance.map(Box::new),
+        }
+    }
+
+    pub(crate) fn uid(&self) -> &EntityUID {
+        &self.uid
+    }
+
+    /// The same entity with these indirect ancestors (while building, after closing the
+    /// hierarchy).
+    fn with_indirect(self, indirect: Vec<Arc<EntityUID>>) -> Self {
+        let data = match self.data {
+            EntityData::Compact(compact) => EntityData::Compact(CompactEntity {
+                indirect: indirect.into_boxed_slice(),
+                ..compact
+            }),
+            EntityData::Cedar(entity) => {
+                let (uid, attrs, _, parents, tags) = Arc::unwrap_or_clone(entity).into_inner();
+                let indirect = indirect.iter().map(|uid| uid.as_ref().clone()).collect();
+                EntityData::Cedar(Arc::new(Entity::new_with_attr_partial_value(
+                    uid, attrs, indirect, parents, tags,
+                )))
+            }
+        };
+        Self { data, ..self }
+    }
+
+    /// Cedar's `Entity` for this entity: shared when kept in Cedar's form, built otherwise.
+    pub(crate) fn cedar(&self) -> Arc<Entity> {
+        match &self.data {
+            EntityData::Cedar(entity) => Arc::clone(entity),
+            EntityData::Compact(compact) => {
+                let values = |pairs: &[(SmolStr, Value)]| -> Vec<(SmolStr, PartialValue)> {
+                    pairs
+                        .iter()
+                        .map(|(name, value)| (name.clone(), PartialValue::Value(value.clone())))
+                        .collect()
+                };
+                let uids = |list: &[Arc<EntityUID>]| -> HashSet<EntityUID> {
+                    list.iter().map(|uid| uid.as_ref().clone()).collect()
+                };
+                Arc::new(Entity::new_with_attr_partial_value(
+                    self.uid.as_ref().clone(),
+                    values(&compact.attrs),
+                    uids(&compact.indirect),
+                    uids(&compact.parents),
+                    values(&compact.tags),
+                ))
+            }
+        }
+    }
+
+    /// Appends every ancestor (direct or not).
+    pub(crate) fn extend_ancestors<'a>(&'a self, out: &mut Vec<&'a EntityUID>) {
+        match &self.data {
+            EntityData::Cedar(entity) => out.extend(entity.ancestors()),
+            EntityData::Compact(compact) => out.extend(
+                compact
+                    .parents
+                    .iter()
+                    .chain(compact.indirect.iter())
+                    .map(Arc::as_ref),
+            ),
+        }
+    }
+
+    fn ancestor_count(&self) -> usize {
+        match &self.data {
+            EntityData::Cedar(entity) => entity.ancestors().count(),
+            EntityData::Compact(compact) => compact.parents.len() + compact.indirect.len(),
+        }
+    }
+
+    pub(crate) fn is_descendant_of(&self, ancestor: &EntityUID) -> bool {
+        match &self.data {
+            EntityData::Cedar(entity) => entity.is_descendant_of(ancestor),
+            EntityData::Compact(compact) => compact
+                .parents
+                .iter()
+                .chain(compact.indirect.iter())
+                .any(|uid| uid.as_ref() == ancestor),
+        }
+    }
+
+    /// Appends the entities its attribute and tag values reference (the next ring of a slice).
+    pub(crate) fn extend_refs<'a>(&'a self, out: &mut Vec<&'a EntityUID>) {
+        match &self.data {
+            EntityData::Cedar(entity) => {
+                for (_, value) in entity.attrs().chain(entity.tags()) {
+                    if let PartialValue::Value(value) = value {
+                        borrow_uids(value, out);
+                    }
+                }
+            }
+            EntityData::Compact(compact) => {
+                for (_, value) in compact.attrs.iter().chain(compact.tags.iter()) {
+                    borrow_uids(value, out);
+                }
+            }
+        }
+    }
+}
+
+/// The inventory's map holds its entities as keys (a value of `()` keeps the map's nodes
+/// small: an entry is two words, not a 120-byte uid and a pointer), looked up by uid.
+#[derive(Debug, Clone)]
+struct EntityKey(Arc<StoredEntity>);
+
+impl PartialEq for EntityKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.uid() == other.0.uid()
+    }
+}
+
+impl Eq for EntityKey {}
+
+impl std::hash::Hash for EntityKey {
+    // INVARIANT: hashes as the uid does, so that `Borrow<EntityUID>` finds it.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.uid().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<EntityUID> for EntityKey {
+    fn borrow(&self) -> &EntityUID {
+        self.0.uid()
+    }
 }
 
 /// A persistent map keyed by entity uid. foldhash (randomly seeded per process) rather than
@@ -84,10 +283,17 @@ type UidSet = imbl::GenericHashSet<
     imbl::shared_ptr::DefaultSharedPtr,
 >;
 
+type EntityMap = imbl::GenericHashMap<
+    EntityKey,
+    (),
+    foldhash::fast::RandomState,
+    imbl::shared_ptr::DefaultSharedPtr,
+>;
+
 /// The whole inventory. Cheap to clone; every mutation bumps `version`.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    entities: UidMap<Arc<StoredEntity>>,
+    entities: EntityMap,
     /// Entities that are (or were) someone's parent. Changing the parents of one of them means
     /// repairing its descendants' ancestor sets; for any other entity the change is local.
     parents_in_use: UidSet,
@@ -130,7 +336,7 @@ impl Inventory {
     /// Governance facts, for identities Arbiter manages.
     pub fn governance(&self, entity: &EntityRef) -> Option<&Governance> {
         let uid = to_uid(entity).ok()?;
-        self.entities.get(&uid)?.governance.as_ref()
+        self.get(&uid)?.governance.as_deref()
     }
 
     /// Whether `entity` is `group` or lies under it, directly or through other groups.
@@ -140,19 +346,28 @@ impl Inventory {
         };
         uid == group
             || self
-                .entities
                 .get(&uid)
-                .is_some_and(|stored| stored.entity.ancestors().any(|ancestor| *ancestor == group))
+                .is_some_and(|stored| stored.is_descendant_of(&group))
     }
 
     /// The entity in Cedar's entity JSON format, for display.
     pub fn entity_json(&self, entity: &EntityRef) -> Option<Json> {
         let uid = to_uid(entity).ok()?;
-        self.entities.get(&uid)?.entity.to_json_value().ok()
+        self.get(&uid)?.cedar().to_json_value().ok()
     }
 
-    pub(crate) fn get(&self, uid: &EntityUID) -> Option<&Arc<StoredEntity>> {
-        self.entities.get(uid)
+    pub(crate) fn get(&self, uid: &EntityUID) -> Option<&StoredEntity> {
+        self.entities
+            .get_key_value(uid)
+            .map(|(key, ())| key.0.as_ref())
+    }
+
+    /// The shared copy of `uid` when the inventory holds that entity, a new one otherwise.
+    fn share_uid(&self, uid: &EntityUID) -> Arc<EntityUID> {
+        match self.get(uid) {
+            Some(stored) => Arc::clone(&stored.uid),
+            None => Arc::new(uid.clone()),
+        }
     }
 
     pub(crate) fn signals_of(&self, uid: &EntityUID) -> Option<&Arc<BTreeMap<String, Signal>>> {
@@ -237,7 +452,6 @@ impl Inventory {
     ) -> Result<(), InventoryError> {
         let uid = to_uid(entity)?;
         let stored = self
-            .entities
             .get(&uid)
             .ok_or_else(|| InventoryError(format!("unknown identity `{entity}`")))?;
         let Some(governance) = &stored.governance else {
@@ -247,24 +461,16 @@ impl Inventory {
         };
         let governance = Governance {
             lifecycle,
-            ..governance.clone()
+            ..governance.as_ref().clone()
         };
-        let (uid, mut attrs, indirect, parents, tags) = stored.entity.as_ref().clone().into_inner();
+        let (uid, mut attrs, indirect, parents, tags) =
+            Arc::unwrap_or_clone(stored.cedar()).into_inner();
         attrs.insert(
             "lifecycle".into(),
             PartialValue::Value(Value::from(lifecycle.as_str())),
         );
-        let entity =
-            Entity::new_with_attr_partial_value(uid.clone(), attrs, indirect, parents, tags);
-        let refs = stored.refs.clone();
-        self.entities.insert(
-            uid,
-            Arc::new(StoredEntity {
-                entity: Arc::new(entity),
-                refs,
-                governance: Some(governance),
-            }),
-        );
+        let entity = Entity::new_with_attr_partial_value(uid, attrs, indirect, parents, tags);
+        self.insert(entity, Some(governance));
         self.version += 1;
         Ok(())
     }
@@ -302,14 +508,11 @@ impl Inventory {
     /// its members first, so no ancestor set is left pointing at it silently.
     pub fn remove(&mut self, entity: &EntityRef) -> Result<(), InventoryError> {
         let uid = to_uid(entity)?;
-        if self.entities.get(&uid).is_none() {
+        if self.get(&uid).is_none() {
             return Err(InventoryError(format!("unknown entity `{entity}`")));
         }
         if self.parents_in_use.contains(&uid)
-            && self
-                .entities
-                .values()
-                .any(|stored| stored.entity.is_descendant_of(&uid))
+            && self.entities.keys().any(|key| key.0.is_descendant_of(&uid))
         {
             return Err(InventoryError(format!(
                 "`{entity}` still has members; remove or re-parent them first"
@@ -328,7 +531,7 @@ impl Inventory {
         let mut types: HashSet<EntityType> = self
             .entities
             .keys()
-            .map(|uid| uid.entity_type().clone())
+            .map(|key| key.0.uid().entity_type().clone())
             .collect();
         if let Ok(action) = Name::from_str("Action") {
             types.insert(EntityType::from(action));
@@ -343,6 +546,7 @@ impl Inventory {
     ) -> impl Iterator<Item = EntityRef> + 'a {
         self.entities
             .keys()
+            .map(|key| key.0.uid())
             .filter(move |uid| uid.entity_type().to_string() == entity_type)
             .map(from_uid)
     }
@@ -391,10 +595,11 @@ impl Inventory {
         let (uid, attrs, _, parents, tags) = entity.clone().into_inner();
         let mut memo = HashMap::new();
         let ancestors = self.closure_of(&uid, &parents, &mut memo)?;
-        let old_ancestors: Option<HashSet<EntityUID>> = self
-            .entities
-            .get(&uid)
-            .map(|old| old.entity.ancestors().cloned().collect());
+        let old_ancestors: Option<HashSet<EntityUID>> = self.get(&uid).map(|old| {
+            let mut ancestors = Vec::new();
+            old.extend_ancestors(&mut ancestors);
+            ancestors.into_iter().cloned().collect()
+        });
         let indirect = ancestors.difference(&parents).cloned().collect();
         for parent in &parents {
             self.parents_in_use.insert(parent.clone());
@@ -425,9 +630,12 @@ impl Inventory {
             let parent_ancestors = match memo.get(parent) {
                 Some(known) => known.clone(),
                 None => self
-                    .entities
                     .get(parent)
-                    .map(|stored| stored.entity.ancestors().cloned().collect())
+                    .map(|stored| {
+                        let mut ancestors = Vec::new();
+                        stored.extend_ancestors(&mut ancestors);
+                        ancestors.into_iter().cloned().collect()
+                    })
                     .unwrap_or_default(),
             };
             ancestors.extend(parent_ancestors);
@@ -445,46 +653,60 @@ impl Inventory {
     fn repair_descendants_of(&mut self, root: &EntityUID) -> Result<(), InventoryError> {
         let descendants: Vec<Arc<StoredEntity>> = self
             .entities
-            .values()
-            .filter(|stored| stored.entity.is_descendant_of(root))
-            .cloned()
+            .keys()
+            .filter(|key| key.0.is_descendant_of(root))
+            .map(|key| Arc::clone(&key.0))
             .collect();
         // Parents before children: an entity with fewer ancestors cannot be below one with more.
         let mut ordered = descendants;
-        ordered.sort_by_key(|stored| stored.entity.ancestors().count());
+        ordered.sort_by_key(|stored| stored.ancestor_count());
         let mut memo = HashMap::new();
         for stored in ordered {
-            let (uid, attrs, _, parents, tags) = stored.entity.as_ref().clone().into_inner();
+            let (uid, attrs, _, parents, tags) = Arc::unwrap_or_clone(stored.cedar()).into_inner();
             let ancestors = self.closure_of(&uid, &parents, &mut memo)?;
             memo.insert(uid.clone(), ancestors.clone());
             let indirect = ancestors.difference(&parents).cloned().collect();
             let entity = Entity::new_with_attr_partial_value(uid, attrs, indirect, parents, tags);
-            self.insert(entity, stored.governance.clone());
+            self.insert(entity, stored.governance.as_deref().cloned());
         }
         Ok(())
     }
 
     fn insert(&mut self, entity: Entity, governance: Option<Governance>) {
-        let refs = referenced_entities(&entity);
-        self.entities.insert(
-            entity.uid().clone(),
-            Arc::new(StoredEntity {
-                entity: Arc::new(entity),
-                refs,
-                governance,
-            }),
-        );
+        let stored = StoredEntity::new(entity, governance, &mut |uid| self.share_uid(uid));
+        self.insert_stored(stored);
+    }
+
+    fn insert_stored(&mut self, stored: StoredEntity) {
+        // Remove first: an insert over an equal key must not keep the old entity.
+        self.entities.remove(stored.uid());
+        self.entities.insert(EntityKey(Arc::new(stored)), ());
     }
 }
 
 /// Collects inventory input (Arbiter documents and plain Cedar entities JSON) and builds an
 /// [`Inventory`] with Cedar's own parser, so attribute values mean exactly what Cedar says.
+///
+/// Input is kept as JSON text (a `serde_json::Value` tree is several times larger) and parsed
+/// a chunk at a time, so that loading 100k identities never holds them all in two forms.
 #[derive(Debug, Default)]
 pub struct InventoryBuilder {
-    entity_json: Vec<Json>,
+    entity_json: Vec<String>,
     governance: HashMap<EntityRef, Governance>,
     signals: Vec<Signal>,
     controls: Vec<Control>,
+}
+
+/// Entities parsed by Cedar at once while building: large enough that Cedar's per-call costs do
+/// not matter, small enough that a chunk's parsed form is a small part of the inventory.
+const BUILD_CHUNK: usize = 4096;
+
+/// An entity parsed while building, before its ancestors are closed.
+struct Staged {
+    stored: StoredEntity,
+    parents: Vec<Arc<EntityUID>>,
+    /// Ancestors the parser already knew (a schema's action entities come with them).
+    known_ancestors: Vec<Arc<EntityUID>>,
 }
 
 impl InventoryBuilder {
@@ -493,10 +715,21 @@ impl InventoryBuilder {
         Self::default()
     }
 
+    fn push_json(&mut self, json: &Json) -> Result<(), InventoryError> {
+        let text = serde_json::to_string(json)
+            .map_err(|err| InventoryError(format!("entity JSON: {err}")))?;
+        self.entity_json.push(text);
+        Ok(())
+    }
+
     /// Adds plain Cedar entities JSON (an array of `{uid, attrs, parents}`), the standard format.
     pub fn add_cedar_entities(&mut self, json: Json) -> Result<&mut Self, InventoryError> {
         match json {
-            Json::Array(items) => self.entity_json.extend(items),
+            Json::Array(items) => {
+                for item in &items {
+                    self.push_json(item)?;
+                }
+            }
             other => {
                 return Err(InventoryError(format!(
                     "Cedar entities JSON must be an array, found {}",
@@ -513,15 +746,15 @@ impl InventoryBuilder {
         document: &InventoryDocument,
     ) -> Result<&mut Self, InventoryError> {
         for identity in &document.identities {
-            self.entity_json.push(identity_json(identity)?);
+            self.push_json(&identity_json(identity)?)?;
             self.governance
                 .insert(identity.entity_ref(), governance_of(identity)?);
         }
         for group in &document.groups {
-            self.entity_json.push(group_json(group));
+            self.push_json(&group_json(group))?;
         }
         for resource in &document.resources {
-            self.entity_json.push(resource_json(resource)?);
+            self.push_json(&resource_json(resource)?)?;
         }
         for signal in &document.signals {
             check_signal(signal)?;
@@ -533,20 +766,91 @@ impl InventoryBuilder {
 
     /// Parses everything, closes the hierarchy and builds the inventory.
     pub fn build(self, schema: Option<&Schema>) -> Result<Inventory, InventoryError> {
-        let parsed = parse_entities(
-            Json::Array(self.entity_json),
-            schema,
-            TCComputation::ComputeNow,
-        )?;
-        let mut inventory = Inventory::default();
         let mut governance = self.governance;
-        for entity in parsed.iter() {
-            for parent in entity.parents() {
-                inventory.parents_in_use.insert(parent.clone());
+        // Every uid is shared: an ancestor list holds pointers to its ancestors' own uids.
+        let mut interned: HashSet<Arc<EntityUID>> = HashSet::new();
+        let mut share = |uid: &EntityUID| -> Arc<EntityUID> {
+            if let Some(shared) = interned.get(uid) {
+                return Arc::clone(shared);
             }
-            let key = from_uid(entity.uid());
-            let governance = governance.remove(&key);
-            inventory.insert(entity.clone(), governance);
+            let shared = Arc::new(uid.clone());
+            interned.insert(Arc::clone(&shared));
+            shared
+        };
+        let mut staged: Vec<Staged> = Vec::new();
+        let mut position: HashMap<*const EntityUID, usize> = HashMap::new();
+        let mut parents_in_use: Vec<Arc<EntityUID>> = Vec::new();
+        let mut chunks: Vec<&[String]> = self.entity_json.chunks(BUILD_CHUNK).collect();
+        if chunks.is_empty() {
+            // A schema's action entities are added even when no entity is given.
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
+            let mut text =
+                String::with_capacity(chunk.iter().map(|item| item.len() + 1).sum::<usize>() + 2);
+            text.push('[');
+            for (idx, item) in chunk.iter().enumerate() {
+                if idx > 0 {
+                    text.push(',');
+                }
+                text.push_str(item);
+            }
+            text.push(']');
+            // The hierarchy is closed below, over every chunk.
+            let parsed = parse_entities_text(&text, schema, TCComputation::AssumeAlreadyComputed)?;
+            drop(text);
+            for entity in parsed {
+                let (uid, attrs, indirect, parents, tags) = entity.into_inner();
+                let uid_shared = share(&uid);
+                let parents_shared: Vec<Arc<EntityUID>> = parents.iter().map(&mut share).collect();
+                let known_ancestors: Vec<Arc<EntityUID>> =
+                    indirect.iter().map(&mut share).collect();
+                parents_in_use.extend(parents_shared.iter().cloned());
+                let key = from_uid(&uid);
+                let entity =
+                    Entity::new_with_attr_partial_value(uid, attrs, HashSet::new(), parents, tags);
+                let stored = StoredEntity::new(entity, governance.remove(&key), &mut share);
+                let item = Staged {
+                    stored,
+                    parents: parents_shared,
+                    known_ancestors,
+                };
+                match position.get(&Arc::as_ptr(&uid_shared)) {
+                    // With a schema, every chunk comes back with the schema's action entities.
+                    Some(&existing) if schema.is_some() && uid_shared.entity_type().is_action() => {
+                        if let Some(slot) = staged.get_mut(existing) {
+                            *slot = item;
+                        }
+                    }
+                    Some(_) => {
+                        return Err(InventoryError(format!(
+                            "duplicate entity entry `{uid_shared}`"
+                        )))
+                    }
+                    None => {
+                        position.insert(Arc::as_ptr(&uid_shared), staged.len());
+                        staged.push(item);
+                    }
+                }
+            }
+        }
+        drop(self.entity_json);
+        let closures = close_hierarchy(&staged, &position)?;
+        let mut inventory = Inventory::default();
+        for parent in parents_in_use {
+            inventory.parents_in_use.insert(parent.as_ref().clone());
+        }
+        for (item, ancestors) in staged.into_iter().zip(closures) {
+            let indirect: Vec<Arc<EntityUID>> = ancestors
+                .into_iter()
+                .filter(|ancestor| {
+                    !item
+                        .parents
+                        .iter()
+                        .any(|parent| Arc::ptr_eq(parent, ancestor))
+                })
+                .collect();
+            inventory.insert_stored(item.stored.with_indirect(indirect));
         }
         for signal in self.signals {
             inventory.set_signal(signal)?;
@@ -557,6 +861,85 @@ impl InventoryBuilder {
         inventory.version = 1;
         Ok(inventory)
     }
+}
+
+/// Every staged entity's ancestors (parents included), by walking parents depth first with an
+/// explicit stack, so a deep hierarchy cannot overflow the call stack. Uids are compared by
+/// pointer: the builder shares one `Arc` per uid.
+fn close_hierarchy(
+    staged: &[Staged],
+    position: &HashMap<*const EntityUID, usize>,
+) -> Result<Vec<Vec<Arc<EntityUID>>>, InventoryError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        New,
+        Open,
+        Done,
+    }
+    let mut state = vec![State::New; staged.len()];
+    let mut closures: Vec<Vec<Arc<EntityUID>>> = vec![Vec::new(); staged.len()];
+    for root in 0..staged.len() {
+        if state.get(root) != Some(&State::New) {
+            continue;
+        }
+        let mut stack = vec![root];
+        while let Some(&current) = stack.last() {
+            let Some(item) = staged.get(current) else {
+                stack.pop();
+                continue;
+            };
+            if state.get(current) == Some(&State::New) {
+                if let Some(slot) = state.get_mut(current) {
+                    *slot = State::Open;
+                }
+                for parent in &item.parents {
+                    if let Some(&parent_idx) = position.get(&Arc::as_ptr(parent)) {
+                        match state.get(parent_idx) {
+                            Some(State::New) => stack.push(parent_idx),
+                            Some(State::Open) => {
+                                return Err(InventoryError(format!(
+                                    "`{parent}` would be its own ancestor: the hierarchy must not have cycles"
+                                )))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                continue;
+            }
+            stack.pop();
+            if state.get(current) == Some(&State::Done) {
+                continue;
+            }
+            let mut ancestors: Vec<Arc<EntityUID>> = item.known_ancestors.clone();
+            for parent in &item.parents {
+                ancestors.push(Arc::clone(parent));
+                if let Some(&parent_idx) = position.get(&Arc::as_ptr(parent)) {
+                    if let Some(above) = closures.get(parent_idx) {
+                        ancestors.extend(above.iter().cloned());
+                    }
+                }
+            }
+            ancestors.sort_by_key(Arc::as_ptr);
+            ancestors.dedup_by(|left, right| Arc::ptr_eq(left, right));
+            if ancestors
+                .iter()
+                .any(|ancestor| Arc::ptr_eq(ancestor, &item.stored.uid))
+            {
+                return Err(InventoryError(format!(
+                    "`{}` would be its own ancestor: the hierarchy must not have cycles",
+                    item.stored.uid
+                )));
+            }
+            if let Some(slot) = closures.get_mut(current) {
+                *slot = ancestors;
+            }
+            if let Some(slot) = state.get_mut(current) {
+                *slot = State::Done;
+            }
+        }
+    }
+    Ok(closures)
 }
 
 fn parse_entities(
@@ -572,6 +955,24 @@ fn parse_entities(
         }
         None => {
             EntityJsonParser::new(None::<&NoEntitiesSchema>, extensions, tc).from_json_value(json)
+        }
+    };
+    result.map_err(|err| InventoryError(diagnostic_text(&err)))
+}
+
+fn parse_entities_text(
+    text: &str,
+    schema: Option<&Schema>,
+    tc: TCComputation,
+) -> Result<cedar_policy_core::entities::Entities, InventoryError> {
+    let extensions = Extensions::all_available();
+    let result = match schema {
+        Some(schema) => {
+            let core_schema = CoreSchema::new(schema.validator_schema());
+            EntityJsonParser::new(Some(&core_schema), extensions, tc).from_json_str(text)
+        }
+        None => {
+            EntityJsonParser::new(None::<&NoEntitiesSchema>, extensions, tc).from_json_str(text)
         }
     };
     result.map_err(|err| InventoryError(diagnostic_text(&err)))
@@ -753,32 +1154,19 @@ fn check_signal(signal: &Signal) -> Result<(), InventoryError> {
     Ok(())
 }
 
-/// Every entity uid reachable in one step from an entity's attribute and tag values.
-fn referenced_entities(entity: &Entity) -> Box<[EntityUID]> {
-    let mut found = Vec::new();
-    for (_, value) in entity.attrs().chain(entity.tags()) {
-        if let PartialValue::Value(value) = value {
-            collect_uids(value, &mut found);
-        }
-    }
-    found.sort();
-    found.dedup();
-    found.into_boxed_slice()
-}
-
-/// Entity uids inside a Cedar value (sets and records are walked).
-pub(crate) fn collect_uids(value: &Value, found: &mut Vec<EntityUID>) {
+/// Entity uids inside a Cedar value (sets and records are walked), borrowed.
+pub(crate) fn borrow_uids<'a>(value: &'a Value, found: &mut Vec<&'a EntityUID>) {
     match &value.value {
-        ValueKind::Lit(Literal::EntityUID(uid)) => found.push(uid.as_ref().clone()),
+        ValueKind::Lit(Literal::EntityUID(uid)) => found.push(uid.as_ref()),
         ValueKind::Lit(_) | ValueKind::ExtensionValue(_) => {}
         ValueKind::Set(set) => {
             for item in set.iter() {
-                collect_uids(item, found);
+                borrow_uids(item, found);
             }
         }
         ValueKind::Record(record) => {
             for item in record.values() {
-                collect_uids(item, found);
+                borrow_uids(item, found);
             }
         }
     }
