@@ -584,14 +584,9 @@ impl World<'_> {
 
         // Automation paths nobody reviewed.
         let tools = &thresholds.tool_types;
-        let routes: Vec<(&str, &str)> = self
-            .usage
-            .routes(&entity)
-            .into_iter()
-            .filter(|(origin, resource)| {
-                !origin.is_empty() || tools.iter().any(|tool| entity_type(resource) == tool)
-            })
-            .collect();
+        let routes: Vec<(&str, &str)> = self.usage.routes(&entity, |origin, resource| {
+            !origin.is_empty() || tools.iter().any(|tool| entity_type(resource) == tool)
+        });
         if !routes.is_empty() {
             let reviewed_at = identity
                 .attributes

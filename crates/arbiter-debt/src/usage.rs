@@ -7,8 +7,14 @@
 use crate::{DebtError, Progress};
 use arbiter_log::{DecisionColumns, LogDb, LogError};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use smol_str::SmolStr;
 use std::sync::Arc;
+
+// A scan of millions of rows is mostly hash lookups: a fast hasher for interned ids (not
+// attacker-chosen hash-flooding input: the keys are names from our own log), and names up to
+// 23 bytes stored inside the table (`SmolStr`), so a lookup does not chase a pointer to the heap.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 /// An interned name: an identity, action, resource or policy id.
 type Name = u32;
@@ -18,7 +24,7 @@ const NONE: Name = Name::MAX;
 
 #[derive(Debug, Default)]
 struct Interner {
-    ids: HashMap<Box<str>, Name>,
+    ids: HashMap<SmolStr, Name>,
     names: Vec<Box<str>>,
 }
 
@@ -29,7 +35,7 @@ impl Interner {
         }
         let id = self.names.len() as Name;
         self.names.push(text.into());
-        self.ids.insert(text.into(), id);
+        self.ids.insert(SmolStr::new(text), id);
         id
     }
 
@@ -276,16 +282,18 @@ impl Usage {
         self.names_of(entity, |usage| &usage.delegators)
     }
 
-    /// Distinct (origin, resource) routes `entity` took in the window, sorted; the origin is
-    /// empty when it acted on its own.
-    pub fn routes(&self, entity: &str) -> Vec<(&str, &str)> {
+    /// Distinct (origin, resource) routes `entity` took in the window that `keep` keeps,
+    /// sorted; the origin is empty when it acted on its own.
+    pub fn routes(&self, entity: &str, keep: impl Fn(&str, &str) -> bool) -> Vec<(&str, &str)> {
         let Some(usage) = self.principal(entity) else {
             return Vec::new();
         };
+        // Filtered before sorting: most identities take many routes and few are kept.
         let mut routes: Vec<(&str, &str)> = usage
             .routes
             .iter()
             .map(|(origin, resource)| (self.names.name(*origin), self.names.name(*resource)))
+            .filter(|(origin, resource)| keep(origin, resource))
             .collect();
         routes.sort_unstable();
         routes
