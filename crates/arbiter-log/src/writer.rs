@@ -174,7 +174,10 @@ impl DecisionLog {
         let frontier = checked_frontier(&db, &key)?;
         let (queue, jobs) = mpsc::channel(config.queue.max(1));
         let health = Arc::new(LogHealth::default());
+        let checkpointer = spawn_checkpointer(config.path.clone())?;
         let writer = Writer {
+            checkpointer,
+            since_nudge: 0,
             db: Some(db),
             frontier,
             key,
@@ -298,6 +301,9 @@ fn checked_frontier(db: &LogDb, key: &LogKey) -> Result<Frontier, LogError> {
 }
 
 struct Writer {
+    /// Nudged every [`NUDGE_EVERY`] entries; see [`spawn_checkpointer`].
+    checkpointer: std::sync::mpsc::SyncSender<()>,
+    since_nudge: usize,
     /// `None` after a failed commit, until reopened.
     db: Option<LogDb>,
     frontier: Frontier,
@@ -508,6 +514,12 @@ impl Writer {
             .fetch_add(rows.len() as u64, Ordering::Relaxed);
         self.health.commits.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("arbiter_log_entries_total").increment(rows.len() as u64);
+        self.since_nudge += rows.len();
+        if self.since_nudge >= NUDGE_EVERY {
+            self.since_nudge = 0;
+            // Full means a nudge is already waiting; that one will do.
+            let _ = self.checkpointer.try_send(());
+        }
         if keep {
             self.last_kept = Some(Instant::now());
             if let Err(error) = self.witness(&checkpoint) {
@@ -532,6 +544,41 @@ impl Writer {
         file.sync_data()?;
         Ok(())
     }
+}
+
+/// Entries committed between nudges of the checkpointer: about 2 MB of WAL.
+const NUDGE_EVERY: usize = 1_000;
+
+/// Starts the thread that copies committed pages from the WAL into the database file
+/// (`wal_checkpoint(PASSIVE)`: never blocks the writer, and gives up on pages a reader still
+/// needs). The writer's own automatic checkpoint (every 4,096 pages) then finds almost nothing
+/// left to copy; without this thread it copied 64 MB and fsynced the database in the middle of
+/// a commit, and every caller waiting on that commit waited for it too (the log's worst
+/// latencies). A failure here costs nothing but that: the entries are safe in the WAL, and the
+/// writer's checkpoint still runs. The thread ends when the writer does.
+fn spawn_checkpointer(path: PathBuf) -> Result<std::sync::mpsc::SyncSender<()>, LogError> {
+    let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+    std::thread::Builder::new()
+        .name("arbiter-log-checkpoint".into())
+        .spawn(move || {
+            let conn = match rusqlite::Connection::open(&path) {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "decision log checkpointer could not open the log");
+                    return;
+                }
+            };
+            while nudged.recv().is_ok() {
+                let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+                    Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                });
+                match copied {
+                    Ok((frames, copied)) => tracing::trace!(frames, copied, "log checkpoint"),
+                    Err(error) => tracing::warn!(%error, "decision log checkpoint failed"),
+                }
+            }
+        })?;
+    Ok(nudge)
 }
 
 pub(crate) fn unix_now() -> i64 {
