@@ -1,40 +1,70 @@
-//! Trust debt over the API: the report as JSON and as an HTML page, and publishing it — the
-//! scores kept in `debt.sqlite3`, each identity's figures written as its `debt` attribute (so
-//! policies read them from the snapshot, and replay rebuilds them from the change feed), and
-//! the optional automatic downgrade, recorded and reversible like any lifecycle change — and
-//! applying a membership suggestion: the identity taken out of the roles it did not use, as
-//! one ordinary identity change.
+//! Trust debt over the API: the report as JSON and as an HTML page, computed by report runs in
+//! the background, and publishing it — the scores kept in `debt.sqlite3`, each identity's
+//! figures written as its `debt` attribute (so policies read them from the snapshot, and replay
+//! rebuilds them from the change feed), and the optional automatic downgrade, recorded and
+//! reversible like any lifecycle change — and applying a membership suggestion: the identity
+//! taken out of the roles it did not use, as one ordinary identity change.
+//!
+//! A report over a big log takes longer than the request time limit (10M decisions: about
+//! 30 s), so reading it never computes it inside the request: a *run* computes it on a thread of
+//! its own, with progress (phase, done, total) anyone with `debt.read` can follow, and the
+//! report it finishes is kept and served until the next run finishes. One run at a time per
+//! decision log. A failed run reports its error and the last good report stays served, with its
+//! age.
 //!
 //! Thresholds come from `debt.json` beside the decision log when it exists (every field is
 //! optional), else the defaults.
 
 use crate::admin::check;
 use crate::problem::ApiError;
-use crate::{now, read_json, AppStateRef};
+use crate::{now, read_json, AppState, AppStateRef};
 use arbiter_core::{Control, ControlLevel, EntityRef, Identity, Lifecycle};
 // Named apart from `admin::check` (the authorisation), which the OpenAPI test reads for.
 use arbiter_debt::suggest::check as replay_check;
 use arbiter_debt::{
-    compute, html, set_figures, DebtFigures, History, Report, RunOptions, SuggestionKind,
-    Thresholds, DAY,
+    compute, html, set_figures, DebtFigures, FindingKind, History, Report, RunOptions,
+    SuggestionKind, Thresholds, DAY,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
-use axum::response::Html;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
 
 /// Trend points returned with a report.
 const TREND_POINTS: u32 = 90;
 
+/// Suggestions computed by a run when nobody asked for a number.
+const DEFAULT_SUGGESTIONS: usize = 10;
+
+/// Runs remembered for `GET /admin/v1/debt/runs/{id}`; older ones are forgotten.
+const KEPT_RUNS: usize = 20;
+
+/// How long a read waits for a run it started when no report exists yet, unless told.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DebtQuery {
-    /// Suggestions for at most this many over-privileged identities (default 10, 0 for none).
+    /// Suggestions for at most this many over-privileged identities (default: all the run
+    /// computed; 0 for none).
+    suggestions: Option<usize>,
+    /// The report of this run rather than the latest.
+    run: Option<String>,
+    /// Seconds to wait for a run started because no report exists yet.
+    wait: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    #[serde(default)]
     suggestions: Option<usize>,
 }
 
@@ -66,18 +96,60 @@ fn data_dir(state: &AppStateRef) -> Result<PathBuf, ApiError> {
         .unwrap_or_else(|| PathBuf::from(".")))
 }
 
-fn thresholds(dir: &std::path::Path) -> Result<Thresholds, ApiError> {
+fn thresholds(dir: &std::path::Path) -> Result<Thresholds, String> {
     let path = dir.join("debt.json");
     match std::fs::read_to_string(&path) {
         Ok(text) => serde_json::from_str(&text)
-            .map_err(|err| ApiError::internal(format!("`{}`: {err}", path.display()))),
+            .map_err(|err| format!("invalid thresholds in `{}`: {err}", path.display())),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Thresholds::default()),
-        Err(err) => Err(ApiError::internal(err)),
+        Err(err) => Err(format!("cannot read `{}`: {err}", path.display())),
     }
 }
 
-/// Computes the report now, with the recorded trends; `record` keeps its scores too, `check`
-/// replays the usage window for each suggestion.
+/// Computes the report now, on the calling (blocking) thread, with the recorded trends;
+/// `record` keeps its scores too, `check` replays the usage window for each suggestion.
+fn compute_report(
+    state: &AppState,
+    dir: &std::path::Path,
+    log_path: &std::path::Path,
+    suggestions: usize,
+    record: bool,
+    check: bool,
+    progress: arbiter_debt::Progress<'_>,
+) -> Result<Report, String> {
+    let thresholds = thresholds(dir)?;
+    let log = arbiter_log::LogDb::open_read_only(log_path)
+        .map_err(|err| format!("cannot open the decision log: {err}"))?;
+    let options = RunOptions {
+        suggestions: suggestions.min(APPLY_SUGGESTIONS),
+        check,
+    };
+    let mut report = compute(
+        state.store.as_ref(),
+        &log,
+        &thresholds,
+        now(),
+        options,
+        Some(progress),
+    )
+    .map_err(|err| format!("computing the report: {err}"))?;
+    progress("history", 0, 1);
+    let history_error = |err: arbiter_debt::DebtError| format!("score history: {err}");
+    let mut history = History::open(&dir.join("debt.sqlite3")).map_err(history_error)?;
+    if record {
+        history.record(&report).map_err(history_error)?;
+    }
+    report.history = history
+        .trend("overall", "", TREND_POINTS)
+        .map_err(history_error)?;
+    history
+        .add_group_trends(&mut report, TREND_POINTS)
+        .map_err(history_error)?;
+    progress("history", 1, 1);
+    Ok(report)
+}
+
+/// Computes the report inside the request (publishing and applying, which act on it at once).
 async fn report(
     state: &AppStateRef,
     suggestions: usize,
@@ -88,62 +160,597 @@ async fn report(
     let log_path = state.audit_or_404()?.path.clone();
     let state2 = state.clone();
     tokio::task::spawn_blocking(move || {
-        let thresholds = thresholds(&dir)?;
-        let log = arbiter_log::LogDb::open_read_only(&log_path).map_err(ApiError::internal)?;
         let progress = |phase: &str, done: u64, total: u64| {
             tracing::info!(phase, done, total, "trust debt");
         };
-        let options = RunOptions {
-            suggestions: suggestions.min(APPLY_SUGGESTIONS),
+        compute_report(
+            &state2,
+            &dir,
+            &log_path,
+            suggestions,
+            record,
             check,
-        };
-        let mut report = compute(
-            state2.store.as_ref(),
-            &log,
-            &thresholds,
-            now(),
-            options,
-            Some(&progress),
+            &progress,
         )
-        .map_err(ApiError::internal)?;
-        let mut history = History::open(&dir.join("debt.sqlite3")).map_err(ApiError::internal)?;
-        if record {
-            history.record(&report).map_err(ApiError::internal)?;
-        }
-        report.history = history
-            .trend("overall", "", TREND_POINTS)
-            .map_err(ApiError::internal)?;
-        history
-            .add_group_trends(&mut report, TREND_POINTS)
-            .map_err(ApiError::internal)?;
-        Ok(report)
+        .map_err(ApiError::internal)
     })
     .await
     .map_err(ApiError::internal)?
 }
 
-/// `GET /admin/v1/debt`: the report, computed now.
+/// Who or what started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Trigger {
+    /// `POST /admin/v1/debt/runs`.
+    Api,
+    /// A read that found no report at all.
+    OnDemand,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RunProgress {
+    phase: String,
+    done: u64,
+    total: u64,
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Succeeded,
+    Failed(String),
+}
+
+/// One computation of the report, running or finished.
+#[derive(Debug)]
+struct Run {
+    id: String,
+    trigger: Trigger,
+    started_by: String,
+    started_at: i64,
+    suggestions: usize,
+    progress: Mutex<RunProgress>,
+    /// When it finished, and how; set once, under the run book's lock.
+    outcome: OnceLock<(i64, Outcome)>,
+    /// Flips to `true` when the run has finished, for readers waiting on it.
+    finished: tokio::sync::watch::Sender<bool>,
+}
+
+impl Run {
+    fn is_running(&self) -> bool {
+        self.outcome.get().is_none()
+    }
+
+    /// What `GET /admin/v1/debt/runs/{id}` answers.
+    fn status(&self, now: i64) -> Value {
+        let progress = lock(&self.progress).clone();
+        let (status, finished_at, error) = match self.outcome.get() {
+            None => ("running", None, None),
+            Some((at, Outcome::Succeeded)) => ("succeeded", Some(*at), None),
+            Some((at, Outcome::Failed(error))) => ("failed", Some(*at), Some(error.as_str())),
+        };
+        let percent = (progress.total > 0).then(|| {
+            (progress.done.min(progress.total) as f64 * 1000.0 / progress.total as f64).round()
+                / 10.0
+        });
+        json!({
+            "id": self.id,
+            "status": status,
+            "trigger": self.trigger,
+            "started_by": self.started_by,
+            "started_at": self.started_at,
+            "finished_at": finished_at,
+            "elapsed_seconds": finished_at.unwrap_or(now).saturating_sub(self.started_at),
+            "suggestions": self.suggestions,
+            "progress": {
+                "phase": progress.phase,
+                "done": progress.done,
+                "total": progress.total,
+                "percent": percent,
+            },
+            "error": error,
+            "report": (status == "succeeded").then(|| format!("/admin/v1/debt?run={}", self.id)),
+        })
+    }
+
+    fn location(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!("/admin/v1/debt/runs/{}", self.id))
+            .unwrap_or_else(|_| HeaderValue::from_static("/admin/v1/debt/runs/latest"))
+    }
+}
+
+/// A report a run finished, kept until the next one finishes.
+#[derive(Debug)]
+struct Finished {
+    run: Arc<Run>,
+    report: Report,
+}
+
+/// The runs over one decision log: the recent ones (newest last; at most one running) and the
+/// last good report.
+#[derive(Debug, Default)]
+struct RunBook {
+    runs: VecDeque<Arc<Run>>,
+    latest: Option<Arc<Finished>>,
+}
+
+impl RunBook {
+    fn running(&self) -> Option<Arc<Run>> {
+        self.runs.iter().rev().find(|run| run.is_running()).cloned()
+    }
+
+    fn find(&self, id: &str) -> Option<Arc<Run>> {
+        if id == "latest" {
+            return self.runs.back().cloned();
+        }
+        self.runs.iter().find(|run| run.id == id).cloned()
+    }
+}
+
+type Book = Arc<Mutex<RunBook>>;
+
+/// A lock that survives a panic elsewhere: what it guards is only ever replaced whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The run book of the decision log at `log_path`. Kept by path rather than in the server state
+/// because runs belong to the data folder's files (its log, its `debt.sqlite3`): one at a time
+/// per folder, whoever asks.
+fn book(state: &AppStateRef) -> Result<Book, ApiError> {
+    static BOOKS: LazyLock<Mutex<HashMap<PathBuf, Book>>> = LazyLock::new(Default::default);
+    let path = state.audit_or_404()?.path.clone();
+    Ok(lock(&BOOKS).entry(path).or_default().clone())
+}
+
+/// Starts a run unless one is running: the run, and whether it is a new one.
+fn start_run(
+    state: &AppStateRef,
+    book: &Book,
+    suggestions: usize,
+    started_by: String,
+    trigger: Trigger,
+) -> Result<(Arc<Run>, bool), ApiError> {
+    let dir = data_dir(state)?;
+    let log_path = state.audit_or_404()?.path.clone();
+    let run = {
+        let mut runs = lock(book);
+        if let Some(running) = runs.running() {
+            return Ok((running, false));
+        }
+        let run = Arc::new(Run {
+            id: format!("dr_{}", uuid::Uuid::now_v7().simple()),
+            trigger,
+            started_by,
+            started_at: now(),
+            suggestions: suggestions.min(APPLY_SUGGESTIONS),
+            progress: Mutex::new(RunProgress {
+                phase: "starting".to_owned(),
+                ..RunProgress::default()
+            }),
+            outcome: OnceLock::new(),
+            finished: tokio::sync::watch::Sender::new(false),
+        });
+        runs.runs.push_back(run.clone());
+        while runs.runs.len() > KEPT_RUNS {
+            runs.runs.pop_front();
+        }
+        run
+    };
+    tracing::info!(run = %run.id, suggestions = run.suggestions, "trust-debt run started");
+    let (state2, book2, run2) = (state.clone(), book.clone(), run.clone());
+    // A thread of its own, not `spawn_blocking`: the runtime waits for blocking tasks when it
+    // shuts down, and a run over a big log must not hold the server's shutdown for half a minute.
+    let spawned = std::thread::Builder::new()
+        .name("arbiter-debt-run".to_owned())
+        .spawn(move || execute(&state2, &book2, &run2, &dir, &log_path));
+    if let Err(err) = spawned {
+        finish(
+            book,
+            &run,
+            Err(format!("cannot start the run's thread: {err}")),
+        );
+    }
+    Ok((run, true))
+}
+
+/// The run's thread: computes, then files the outcome. A panic fails the run rather than
+/// leaving it running forever, which would block every later run.
+fn execute(
+    state: &AppState,
+    book: &Book,
+    run: &Run,
+    dir: &std::path::Path,
+    log_path: &std::path::Path,
+) {
+    let progress = |phase: &str, done: u64, total: u64| {
+        {
+            let mut progress = lock(&run.progress);
+            progress.phase.clear();
+            progress.phase.push_str(phase);
+            progress.done = done;
+            progress.total = total;
+        }
+        tracing::info!(run = %run.id, phase, done, total, "trust debt");
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        compute_report(
+            state,
+            dir,
+            log_path,
+            run.suggestions,
+            false,
+            true,
+            &progress,
+        )
+    }))
+    .unwrap_or_else(|_| {
+        Err("the run stopped on an internal error (see the server log)".to_owned())
+    });
+    finish(book, run, result);
+}
+
+/// Files a run's outcome and, when it succeeded, makes its report the one served.
+fn finish(book: &Book, run: &Run, result: Result<Report, String>) {
+    let at = now();
+    {
+        let mut runs = lock(book);
+        // The outcome is set under the book's lock, so a reader never sees a finished run
+        // whose report is not filed yet.
+        let Some(this) = runs.runs.iter().find(|kept| kept.id == run.id).cloned() else {
+            return;
+        };
+        match result {
+            Ok(report) => {
+                let _ = run.outcome.set((at, Outcome::Succeeded));
+                runs.latest = Some(Arc::new(Finished { run: this, report }));
+                tracing::info!(run = %run.id, "trust-debt run finished");
+            }
+            Err(error) => {
+                tracing::error!(run = %run.id, %error, "trust-debt run failed");
+                let _ = run.outcome.set((at, Outcome::Failed(error)));
+            }
+        }
+    }
+    run.finished.send_replace(true);
+}
+
+/// What a read of the report gets: a finished report, or the run computing one.
+enum Served {
+    Report(Arc<Finished>, Option<Arc<Run>>),
+    Pending(Arc<Run>),
+}
+
+/// The report a read is served: the one `query.run` names, else the last good one; when no run
+/// ever finished, a run is started (or the running one joined) and waited for a little.
+async fn serve_report(
+    state: &AppStateRef,
+    query: &DebtQuery,
+    started_by: String,
+) -> Result<Served, ApiError> {
+    let book = book(state)?;
+    let newest = |runs: &RunBook| {
+        runs.runs
+            .back()
+            .filter(|newest| {
+                runs.latest
+                    .as_ref()
+                    .is_none_or(|latest| latest.run.id != newest.id)
+            })
+            .cloned()
+    };
+    if let Some(id) = &query.run {
+        let runs = lock(&book);
+        if let Some(latest) = runs.latest.clone().filter(|latest| &latest.run.id == id) {
+            return Ok(Served::Report(latest, newest(&runs)));
+        }
+        return match runs.find(id) {
+            Some(run) if run.is_running() => Ok(Served::Pending(run)),
+            Some(run) => match run.outcome.get() {
+                Some((_, Outcome::Failed(error))) => {
+                    Err(ApiError::conflict(format!("run `{id}` failed: {error}")))
+                }
+                _ => Err(ApiError::conflict(format!(
+                    "the report of run `{id}` is no longer kept: a later run replaced it"
+                ))),
+            },
+            None => Err(ApiError::not_found(format!("no trust-debt run `{id}`"))),
+        };
+    }
+    {
+        let runs = lock(&book);
+        if let Some(latest) = runs.latest.clone() {
+            return Ok(Served::Report(latest, newest(&runs)));
+        }
+    }
+    let suggestions = query.suggestions.unwrap_or(DEFAULT_SUGGESTIONS);
+    let (run, _) = start_run(state, &book, suggestions, started_by, Trigger::OnDemand)?;
+    // Never wait past the request time limit: the answer would be a 503 instead of progress.
+    let limit = state
+        .config
+        .request_timeout
+        .saturating_sub(std::time::Duration::from_secs(1));
+    let wait = query
+        .wait
+        .map_or(DEFAULT_WAIT, std::time::Duration::from_secs)
+        .min(limit);
+    let mut finished = run.finished.subscribe();
+    let _ = tokio::time::timeout(wait, finished.wait_for(|done| *done)).await;
+    let runs = lock(&book);
+    if let Some(latest) = runs.latest.clone() {
+        return Ok(Served::Report(latest, newest(&runs)));
+    }
+    match run.outcome.get() {
+        Some((_, Outcome::Failed(error))) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "trust-debt run failed",
+            format!(
+                "run `{}` failed and no earlier report exists: {error}",
+                run.id
+            ),
+        )),
+        _ => Ok(Served::Pending(run)),
+    }
+}
+
+/// The report with suggestions for only the first `suggestions` over-privileged identities,
+/// when the run computed more; `None` when it is to be served whole.
+fn trimmed(finished: &Finished, suggestions: Option<usize>) -> Option<Report> {
+    let limit = suggestions.filter(|limit| *limit < finished.run.suggestions)?;
+    // A run proposes for the most indebted over-privileged identities first, so the first
+    // `limit` of them are exactly those a run asked for `limit` would have proposed for.
+    let kept: HashSet<&str> = finished
+        .report
+        .ranking
+        .iter()
+        .filter(|debt| debt.kinds.contains(&FindingKind::OverPrivileged))
+        .take(limit)
+        .map(|debt| debt.identity.as_str())
+        .collect();
+    let mut report = finished.report.clone();
+    report
+        .suggestions
+        .retain(|suggestion| kept.contains(suggestion.identity.as_str()));
+    Some(report)
+}
+
+/// The report as JSON, with when and by which run it was computed, its age, and the newest run
+/// when that is another one (running, or failed: then this is the last good report).
+fn report_json(
+    finished: &Finished,
+    newest: Option<&Run>,
+    suggestions: Option<usize>,
+) -> Result<Value, ApiError> {
+    let at = now();
+    let mut value = match trimmed(finished, suggestions) {
+        Some(report) => serde_json::to_value(&report),
+        None => serde_json::to_value(&finished.report),
+    }
+    .map_err(ApiError::internal)?;
+    let computed_at = finished
+        .run
+        .outcome
+        .get()
+        .map_or(finished.report.generated_at, |(finished_at, _)| {
+            *finished_at
+        });
+    if let Some(object) = value.as_object_mut() {
+        object.insert("computed_at".to_owned(), json!(computed_at));
+        object.insert(
+            "age_seconds".to_owned(),
+            json!(at.saturating_sub(computed_at).max(0)),
+        );
+        object.insert("run".to_owned(), finished.run.status(at));
+        if let Some(newest) = newest {
+            object.insert("latest_run".to_owned(), newest.status(at));
+        }
+    }
+    Ok(value)
+}
+
+/// `202 Accepted` with the run computing the report, and where to follow it.
+fn pending(run: &Run) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(run.status(now()))).into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, run.location());
+    response
+}
+
+/// `GET /admin/v1/debt`: the last report a run finished (or the one `run` names), with its
+/// run and age; `202` with the run's progress while the first one is computing.
 pub(crate) async fn get(
     State(state): State<AppStateRef>,
     headers: HeaderMap,
     Query(query): Query<DebtQuery>,
-) -> Result<Json<Value>, ApiError> {
-    check(&state, &headers, "debt.read")?;
-    let report = report(&state, query.suggestions.unwrap_or(10), false, true).await?;
-    Ok(Json(
-        serde_json::to_value(&report).map_err(ApiError::internal)?,
-    ))
+) -> Result<Response, ApiError> {
+    let caller = check(&state, &headers, "debt.read")?;
+    match serve_report(&state, &query, caller.actor().id).await? {
+        Served::Report(finished, newest) => Ok(Json(report_json(
+            &finished,
+            newest.as_deref(),
+            query.suggestions,
+        )?)
+        .into_response()),
+        Served::Pending(run) => Ok(pending(&run)),
+    }
 }
 
-/// `GET /admin/v1/debt/report.html`: the report as a page for a browser.
+/// `GET /admin/v1/debt/report.html`: the report as a page for a browser, with when it was
+/// computed; while the first run computes, a small page that shows its progress and reloads.
 pub(crate) async fn page(
     State(state): State<AppStateRef>,
     headers: HeaderMap,
     Query(query): Query<DebtQuery>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<Response, ApiError> {
+    let caller = check(&state, &headers, "debt.read")?;
+    match serve_report(&state, &query, caller.actor().id).await? {
+        Served::Report(finished, newest) => {
+            let report = trimmed(&finished, query.suggestions);
+            let report = report.as_ref().unwrap_or(&finished.report);
+            let page = html::render(report);
+            let banner = banner(&finished, newest.as_deref());
+            // After the page's title, so it reads first without touching the report's layout.
+            let page = match page.split_once("<h1>Trust debt</h1>") {
+                Some((before, after)) => format!("{before}<h1>Trust debt</h1>{banner}{after}"),
+                None => format!("{banner}{page}"),
+            };
+            Ok(Html(page).into_response())
+        }
+        Served::Pending(run) => {
+            let mut response = (StatusCode::ACCEPTED, Html(progress_page(&run))).into_response();
+            response
+                .headers_mut()
+                .insert(header::LOCATION, run.location());
+            Ok(response)
+        }
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `3 h 20 min`, `5 min`, `12 s`.
+fn age(seconds: i64) -> String {
+    let seconds = seconds.max(0);
+    match seconds {
+        0..60 => format!("{seconds} s"),
+        60..3600 => format!("{} min", seconds / 60),
+        3600..86_400 => format!("{} h {} min", seconds / 3600, seconds % 3600 / 60),
+        _ => format!("{} d {} h", seconds / 86_400, seconds % 86_400 / 3600),
+    }
+}
+
+/// The line under the page's title: which run computed it and how long ago, and what the
+/// newest run is doing when it is another one.
+fn banner(finished: &Finished, newest: Option<&Run>) -> String {
+    let at = now();
+    let computed_at = finished
+        .run
+        .outcome
+        .get()
+        .map_or(finished.report.generated_at, |(finished_at, _)| {
+            *finished_at
+        });
+    let mut text = format!(
+        r#"<p class="muted" id="run">Report of run <code>{}</code>, finished {} ago.</p>"#,
+        escape(&finished.run.id),
+        age(at - computed_at)
+    );
+    if let Some(newest) = newest {
+        match newest.outcome.get() {
+            None => {
+                let progress = lock(&newest.progress).clone();
+                text.push_str(&format!(
+                    r#"<p class="muted" id="latest-run">Run <code>{}</code> is computing a newer one: {} {}/{}.</p>"#,
+                    escape(&newest.id),
+                    escape(&progress.phase),
+                    progress.done,
+                    progress.total
+                ));
+            }
+            Some((_, Outcome::Failed(error))) => text.push_str(&format!(
+                r#"<p class="sev-high" id="latest-run">The latest run, <code>{}</code>, failed: {}. This is the last good report.</p>"#,
+                escape(&newest.id),
+                escape(error)
+            )),
+            Some((_, Outcome::Succeeded)) => {}
+        }
+    }
+    text
+}
+
+/// A page that shows a run's progress and reloads itself (no script: a `refresh` meta tag).
+fn progress_page(run: &Run) -> String {
+    let progress = lock(&run.progress).clone();
+    let percent = if progress.total == 0 {
+        String::new()
+    } else {
+        format!(
+            " ({:.0}%)",
+            progress.done.min(progress.total) as f64 * 100.0 / progress.total as f64
+        )
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="2">
+<title>Arbiter trust debt — computing</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2rem auto;max-width:700px;color:#1d2430;padding:0 1rem}}</style>
+</head><body>
+<h1>Trust debt</h1>
+<p id="progress">Computing the first report: run <code>{id}</code>, {phase} {done}/{total}{percent}, {elapsed} s so far.</p>
+<p>This page reloads every 2 seconds until the report is ready.</p>
+</body></html>
+"#,
+        id = escape(&run.id),
+        phase = escape(&progress.phase),
+        done = progress.done,
+        total = progress.total,
+        elapsed = now().saturating_sub(run.started_at),
+    )
+}
+
+/// `POST /admin/v1/debt/runs`: starts computing the report in the background; `202` with the
+/// run to follow. One run at a time: while one runs, `409` names it (in `run` and `Location`).
+pub(crate) async fn start(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let caller = check(&state, &headers, "debt.write")?;
+    let empty = body
+        .as_ref()
+        .is_ok_and(|bytes| bytes.iter().all(u8::is_ascii_whitespace));
+    let request: RunRequest = if empty {
+        RunRequest::default()
+    } else {
+        serde_json::from_value(read_json(body, &state)?)
+            .map_err(|err| ApiError::bad_request("run", err.to_string()))?
+    };
+    let book = book(&state)?;
+    let suggestions = request.suggestions.unwrap_or(DEFAULT_SUGGESTIONS);
+    let (run, started) = start_run(&state, &book, suggestions, caller.actor().id, Trigger::Api)?;
+    if started {
+        return Ok(pending(&run));
+    }
+    // Not started: the caller's options were not applied, which a 202 would hide.
+    let body = json!({
+        "type": "about:blank",
+        "title": "conflict",
+        "status": 409,
+        "detail": format!("trust-debt run `{}` is already running: follow it, then start another if you need one", run.id),
+        "run": run.status(now()),
+    });
+    let mut response = (
+        StatusCode::CONFLICT,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::LOCATION, run.location());
+    Ok(response)
+}
+
+/// `GET /admin/v1/debt/runs/{id}`: a run's status and progress; `latest` is the newest run.
+pub(crate) async fn run_status(
+    State(state): State<AppStateRef>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     check(&state, &headers, "debt.read")?;
-    let report = report(&state, query.suggestions.unwrap_or(10), false, true).await?;
-    Ok(Html(html::render(&report)))
+    let book = book(&state)?;
+    let run = lock(&book)
+        .find(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no trust-debt run `{id}`")))?;
+    Ok(Json(run.status(now())))
 }
 
 /// `POST /admin/v1/debt/publish`: computes the report, keeps its scores, writes each active

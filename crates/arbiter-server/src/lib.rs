@@ -133,6 +133,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/v1/controls/{id}/lift", post(controls::lift))
         .route("/admin/v1/debt", get(debt::get))
         .route("/admin/v1/debt/report.html", get(debt::page))
+        .route("/admin/v1/debt/runs", post(debt::start))
+        .route("/admin/v1/debt/runs/{id}", get(debt::run_status))
         .route("/admin/v1/debt/publish", post(debt::publish))
         .route("/admin/v1/debt/suggestions/{id}/apply", post(debt::apply))
         .route("/openapi.json", get(openapi::document))

@@ -49,6 +49,8 @@ fn routes() -> Vec<(&'static str, &'static str, Option<String>, &'static str)> {
         ("POST", "/admin/v1/controls/ctl_none/lift", Some(r#"{"reason":"matrix"}"#.to_owned()), "lifecycle.write"),
         ("GET", "/admin/v1/debt?suggestions=0", None, "debt.read"),
         ("GET", "/admin/v1/debt/report.html?suggestions=0", None, "debt.read"),
+        ("POST", "/admin/v1/debt/runs", Some(r#"{"suggestions":0}"#.to_owned()), "debt.write"),
+        ("GET", "/admin/v1/debt/runs/latest", None, "debt.read"),
         ("POST", "/admin/v1/debt/publish", Some(r#"{"reason":"matrix"}"#.to_owned()), "debt.write"),
         // Also checks identities.write, which every role holding debt.write holds too.
         ("POST", "/admin/v1/debt/suggestions/lm-none/apply", Some(r#"{"reason":"matrix"}"#.to_owned()), "debt.write"),

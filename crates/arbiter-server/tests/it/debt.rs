@@ -1,5 +1,7 @@
-//! Trust debt over the API: the report as JSON and HTML, publishing the figures that policies
-//! then read on the very next decision, and the automatic downgrade, recorded and reversible.
+//! Trust debt over the API: the report as JSON and HTML, computed by background runs with
+//! progress (one at a time, a failed one leaving the last good report served), publishing the
+//! figures that policies then read on the very next decision, and the automatic downgrade,
+//! recorded and reversible.
 
 use crate::support::{Bundle, TestServer};
 use arbiter_server::Role;
@@ -37,6 +39,52 @@ fn bundle(now: i64) -> Bundle {
     }
 }
 
+/// Follows run `id` until it is no longer running, and returns its status.
+async fn wait_for_run(server: &TestServer, key: Option<&str>, id: &str) -> Value {
+    // A guard against hanging, not a timing assertion: a report over a handful of decisions.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (status, _, run) = server
+            .send("GET", &format!("/admin/v1/debt/runs/{id}"), key, None)
+            .await;
+        assert_eq!(status, 200, "{run}");
+        if run["status"] != "running" {
+            return run;
+        }
+        assert!(std::time::Instant::now() < deadline, "still running: {run}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The report `GET /admin/v1/debt` serves; when the first run is still computing (a 202), the
+/// run is followed until it finishes and its report fetched.
+async fn fetch_report(server: &TestServer, key: Option<&str>, query: &str) -> Value {
+    let (status, _, body) = server
+        .send("GET", &format!("/admin/v1/debt{query}"), key, None)
+        .await;
+    if status == 200 {
+        return body;
+    }
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_owned();
+    let run = wait_for_run(server, key, &id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let (status, _, body) = server
+        .send("GET", &format!("/admin/v1/debt?run={id}"), key, None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// Starts a run as `key` and follows it to its end; its final status.
+async fn run_to_end(server: &TestServer, key: Option<&str>, body: &str) -> Value {
+    let (status, _, run) = server
+        .send("POST", "/admin/v1/debt/runs", key, Some(body.to_owned()))
+        .await;
+    assert_eq!(status, 202, "{run}");
+    wait_for_run(server, key, run["id"].as_str().unwrap()).await
+}
+
 fn read(agent: &str) -> String {
     json!({"subject": {"type": "Agent", "id": agent}, "action": {"name": "read"},
            "resource": {"type": "Dataset", "id": "docs"}})
@@ -60,8 +108,9 @@ async fn debt_report_publish_policy_input_and_downgrade_over_the_api() {
     }
 
     let auditor = Some(server.key(Role::Auditor));
-    let (status, _, report) = server.send("GET", "/admin/v1/debt", auditor, None).await;
-    assert_eq!(status, 200, "{report}");
+    // No report yet: the read starts the first run itself.
+    let report = fetch_report(&server, auditor, "").await;
+    assert_eq!(report["run"]["trigger"], "on_demand", "{report}");
     let kinds: Vec<(String, String, String)> = report["findings"]
         .as_array()
         .unwrap()
@@ -181,15 +230,17 @@ async fn debt_report_publish_policy_input_and_downgrade_over_the_api() {
     assert_eq!(status, 200);
 
     // Publishing again writes nothing new, and the trend keeps what was published (one point
-    // per second: two publishes within the same second are one point).
+    // per second: two publishes within the same second are one point). The report served is
+    // the last run's, so a new run shows the published points.
     std::fs::remove_file(server.log_dir.path().join("debt.json")).unwrap();
     let (_, _, again) = server
         .send("POST", "/admin/v1/debt/publish", operator, body)
         .await;
     assert_eq!(again["published"], json!(0), "{again}");
-    let (_, _, report) = server
-        .send("GET", "/admin/v1/debt?suggestions=0", auditor, None)
-        .await;
+    let run = run_to_end(&server, operator, r#"{"suggestions":0}"#).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let report = fetch_report(&server, auditor, "?suggestions=0").await;
+    assert_eq!(report["run"]["id"], run["id"]);
     let history = report["history"].as_array().unwrap();
     assert!(!history.is_empty() && history.len() <= 2, "{history:?}");
     assert_eq!(history.last().unwrap()["findings"], json!(2), "{history:?}");
@@ -340,8 +391,7 @@ async fn a_membership_suggestion_is_applied_as_one_identity_change_and_refused_w
         );
     }
     let operator = Some(server.key(Role::Operator));
-    let (status, _, report) = server.send("GET", "/admin/v1/debt", operator, None).await;
-    assert_eq!(status, 200, "{report}");
+    let report = fetch_report(&server, operator, "").await;
     // Nothing kept before this report: no previous points, the trend is now alone.
     let owner = &report["scores"]["owners"][0];
     assert_eq!(owner["key"], "Human::\"alice\"");
@@ -361,6 +411,33 @@ async fn a_membership_suggestion_is_applied_as_one_identity_change_and_refused_w
     let temp = membership_suggestion(&report, "Agent::\"temp\"");
     assert_eq!(temp["removes"], json!(["member of Role::\"contractors\""]));
     assert_eq!(temp["check"]["changed"], 2, "{temp:#}");
+    // The same report, served with fewer suggestions: only the most indebted identity's, or none.
+    let first = report["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|debt| {
+            debt["kinds"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("over_privileged"))
+        })
+        .unwrap()["identity"]
+        .clone();
+    let fewer = fetch_report(&server, operator, "?suggestions=1").await;
+    let identities: Vec<&Value> = fewer["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|suggestion| &suggestion["identity"])
+        .collect();
+    assert!(
+        !identities.is_empty() && identities.iter().all(|identity| **identity == first),
+        "{identities:?}"
+    );
+    assert_eq!(fewer["run"]["id"], report["run"]["id"]);
+    let none = fetch_report(&server, operator, "?suggestions=0").await;
+    assert_eq!(none["suggestions"], json!([]));
 
     let path = |suggestion: &Value| {
         format!(
@@ -464,4 +541,210 @@ async fn a_membership_suggestion_is_applied_as_one_identity_change_and_refused_w
     assert_eq!(status, 200, "{applied}");
     let (_, answer) = server.decide(&act("temp", "read")).await;
     assert_eq!(answer["decision"], json!(false));
+}
+
+/// `debt.json` as a named pipe holds a run at its first step (reading the thresholds) until the
+/// test writes them, so "while it runs" is certain rather than a race with a fast computation.
+#[cfg(unix)]
+fn hold_runs_at_thresholds(path: &std::path::Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debt_runs_compute_in_the_background_one_at_a_time_with_progress_and_fail_closed() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let server = TestServer::start(bundle(now)).await;
+    for agent in ["fresh", "stale-keys"] {
+        let (status, _) = server.decide(&read(agent)).await;
+        assert_eq!(status, 200);
+    }
+    let auditor = server.key(Role::Auditor);
+    let operator = server.key(Role::Operator);
+    let (status, _, _) = server
+        .send("GET", "/admin/v1/debt/runs/latest", Some(auditor), None)
+        .await;
+    assert_eq!(status, 404, "no run yet");
+    // An auditor follows runs but does not start them.
+    let (status, _, _) = server
+        .send("POST", "/admin/v1/debt/runs", Some(auditor), None)
+        .await;
+    assert_eq!(status, 403);
+
+    let thresholds = server.log_dir.path().join("debt.json");
+    hold_runs_at_thresholds(&thresholds);
+    let (status, headers, run) = server
+        .send(
+            "POST",
+            "/admin/v1/debt/runs",
+            Some(operator),
+            Some(r#"{"suggestions":0}"#.to_owned()),
+        )
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        headers["location"].to_str().unwrap(),
+        format!("/admin/v1/debt/runs/{id}")
+    );
+    assert_eq!(
+        (&run["status"], &run["trigger"], &run["suggestions"]),
+        (&json!("running"), &json!("api"), &json!(0)),
+        "{run}"
+    );
+    // Its progress, by id and as the latest run.
+    let (status, _, seen) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/debt/runs/{id}"),
+            Some(auditor),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["status"], "running", "{seen}");
+    assert_eq!(seen["progress"]["phase"], "starting", "{seen}");
+    assert_eq!(seen["finished_at"], Value::Null);
+    let (_, _, latest) = server
+        .send("GET", "/admin/v1/debt/runs/latest", Some(auditor), None)
+        .await;
+    assert_eq!(latest["id"], json!(id));
+    // A second start while it runs is refused, naming the running one; nothing new starts.
+    let (status, headers, conflict) = server
+        .send("POST", "/admin/v1/debt/runs", Some(operator), None)
+        .await;
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(conflict["run"]["id"], json!(id), "{conflict}");
+    assert_eq!(
+        headers["location"].to_str().unwrap(),
+        format!("/admin/v1/debt/runs/{id}")
+    );
+    // With no report yet, a read joins the running run: its progress, and no second run.
+    let (status, _, pending) = server
+        .send("GET", "/admin/v1/debt?wait=0", Some(auditor), None)
+        .await;
+    assert_eq!(status, 202, "{pending}");
+    assert_eq!(pending["id"], json!(id));
+    let response = server
+        .client
+        .get(format!("{}/admin/v1/debt/report.html?wait=0", server.base))
+        .bearer_auth(auditor)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(r#"http-equiv="refresh""#) && page.contains(&id),
+        "{page}"
+    );
+
+    // Released: the run reads the thresholds and finishes.
+    let pipe = thresholds.clone();
+    tokio::task::spawn_blocking(move || std::fs::write(pipe, "{}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let finished = wait_for_run(&server, Some(auditor), &id).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(finished["progress"]["phase"], "history", "{finished}");
+    assert_eq!(finished["progress"]["percent"], json!(100.0), "{finished}");
+    assert_eq!(
+        finished["report"],
+        json!(format!("/admin/v1/debt?run={id}"))
+    );
+    let (status, _, report) = server
+        .send("GET", "/admin/v1/debt", Some(auditor), None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["run"]["id"], json!(id));
+    assert_eq!(report["computed_at"], finished["finished_at"]);
+    assert!(report["age_seconds"].as_i64().unwrap() >= 0, "{report}");
+    assert_eq!(report["suggestions"], json!([]));
+    assert!(report.get("latest_run").is_none(), "{report}");
+    assert!(
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |finding| finding["identity"] == "ServiceAccount::\"orphan\""
+                    && finding["kind"] == "orphaned"
+            ),
+        "{report}"
+    );
+
+    // A run that fails reports its error; the last good report stays served, with its age and
+    // the failure beside it.
+    std::fs::remove_file(&thresholds).unwrap();
+    std::fs::write(&thresholds, "not json").unwrap();
+    let failed = run_to_end(&server, Some(operator), "{}").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid thresholds"),
+        "{failed}"
+    );
+    let (status, _, report) = server
+        .send("GET", "/admin/v1/debt", Some(auditor), None)
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["run"]["id"], json!(id));
+    assert_eq!(report["latest_run"]["id"], failed["id"]);
+    assert_eq!(report["latest_run"]["status"], "failed");
+    let (status, _, problem) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/debt?run={}", failed["id"].as_str().unwrap()),
+            Some(auditor),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    let page = server
+        .client
+        .get(format!("{}/admin/v1/debt/report.html", server.base))
+        .bearer_auth(auditor)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&id)
+            && page.contains(failed["id"].as_str().unwrap())
+            && page.contains("failed"),
+        "{page}"
+    );
+
+    // Fixed, the next run's report replaces it, and the old one is no longer kept.
+    std::fs::remove_file(&thresholds).unwrap();
+    let next = run_to_end(&server, Some(operator), "").await;
+    assert_eq!(next["status"], "succeeded", "{next}");
+    let (_, _, report) = server
+        .send("GET", "/admin/v1/debt", Some(auditor), None)
+        .await;
+    assert_eq!(report["run"]["id"], next["id"]);
+    assert_eq!(report["run"]["suggestions"], json!(10));
+    assert!(report.get("latest_run").is_none(), "{report}");
+    let (status, _, _) = server
+        .send(
+            "GET",
+            &format!("/admin/v1/debt?run={id}"),
+            Some(auditor),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    server.stop().await;
 }
