@@ -1,10 +1,11 @@
 //! `arbiter debt`: trust debt from the server's files — identities ranked by score with their
 //! findings (OWASP NHI Top 10 items, evidence, fixes), least-privilege suggestions checked by
 //! replay, the scores kept in `debt.sqlite3` for the trend — as a table, JSON or an HTML page.
-//! `arbiter debt apply <id>` applies a suggestion through the API, as one reviewed step.
+//! `arbiter debt apply <id>` applies a suggestion through the API, as one reviewed step, on a
+//! report the server computes for it in a background run (its progress on stderr).
 
 use crate::command::admin::{
-    clean, emit, emit_json, parse_reason, Api, ConnectionArgs, Reason, Table,
+    clean, emit, emit_json, parse_reason, Api, ConnectionArgs, Reason, RemoteError, Table,
 };
 use anyhow::{anyhow, Context, Result};
 use arbiter_debt::{compute, html, History, Report, RunOptions, Thresholds};
@@ -124,16 +125,20 @@ impl Progress {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
-        let finished = done >= total;
+        let finished = total > 0 && done >= total;
         if last.0 == phase && !finished && now.duration_since(last.1) < Duration::from_secs(1) {
             return;
         }
         *last = (phase.to_owned(), now);
-        let percent = if total == 0 {
-            100.0
-        } else {
-            done as f64 * 100.0 / total as f64
-        };
+        if total == 0 {
+            // Nothing counted yet (a server's run that is starting).
+            eprintln!(
+                "debt: {phase} after {:.1} s",
+                self.started.elapsed().as_secs_f64()
+            );
+            return;
+        }
+        let percent = done as f64 * 100.0 / total as f64;
         eprintln!(
             "debt: {phase} {done}/{total} ({percent:.0}%) after {:.1} s",
             self.started.elapsed().as_secs_f64()
@@ -326,9 +331,7 @@ fn apply(id: &str, reason: &Reason, force: bool, connection: &ConnectionArgs) ->
     if id.starts_with("lm-") {
         return apply_membership(&api, id, reason, force, connection);
     }
-    let mut url = api.url(&["debt"]);
-    url.query_pairs_mut().append_pair("suggestions", "100");
-    let report = api.get(url)?;
+    let report = fresh_report(&api, 100)?;
     let suggestion = report
         .get("suggestions")
         .and_then(Value::as_array)
@@ -374,6 +377,74 @@ fn apply(id: &str, reason: &Reason, force: bool, connection: &ConnectionArgs) ->
         ))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A report the server computes from now on, in a run of its own (a big log takes longer than
+/// a request may), followed to its end with its progress on stderr.
+fn fresh_report(api: &Api, suggestions: usize) -> Result<Value> {
+    let progress = Progress::new();
+    let body = json!({"suggestions": suggestions});
+    let mut waited = 0;
+    let run = loop {
+        match api.post(api.url(&["debt", "runs"]), &body, None) {
+            Ok(run) => break run,
+            // Someone else's run, on older data and maybe with fewer suggestions: let it end,
+            // then start ours.
+            Err(err)
+                if waited < 3
+                    && matches!(err.downcast_ref::<RemoteError>(),
+                                Some(RemoteError::Refused(problem)) if problem.status == 409) =>
+            {
+                waited += 1;
+                let running = api.get(api.url(&["debt", "runs", "latest"]))?;
+                eprintln!(
+                    "debt: waiting for the server's run {} to finish first",
+                    running.get("id").and_then(Value::as_str).unwrap_or("?")
+                );
+                follow(api, running, &progress)?;
+            }
+            Err(err) => return Err(err.context("cannot start a trust-debt run on the server")),
+        }
+    };
+    let run = follow(api, run, &progress)?;
+    let id = run.get("id").and_then(Value::as_str).unwrap_or_default();
+    if run.get("status").and_then(Value::as_str) != Some("succeeded") {
+        return Err(anyhow!(
+            "the server's trust-debt run `{id}` failed: {}",
+            clean(
+                run.get("error")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no reason given")
+            )
+        ));
+    }
+    let mut url = api.url(&["debt"]);
+    url.query_pairs_mut().append_pair("run", id);
+    api.get(url)
+}
+
+/// Polls a run until it is no longer running, showing its progress; its last status.
+fn follow(api: &Api, mut run: Value, progress: &Progress) -> Result<Value> {
+    let id = run
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| anyhow!("the server answered a run without an id"))?
+        .to_owned();
+    while run.get("status").and_then(Value::as_str) == Some("running") {
+        let number = |field: &str| {
+            run.pointer(&format!("/progress/{field}"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        };
+        let phase = run
+            .pointer("/progress/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("running");
+        progress.show(&clean(phase), number("done"), number("total"));
+        std::thread::sleep(Duration::from_millis(500));
+        run = api.get(api.url(&["debt", "runs", &id]))?;
+    }
+    Ok(run)
 }
 
 /// A membership suggestion is applied by the server in one step: it recomputes the report,
