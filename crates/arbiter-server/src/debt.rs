@@ -33,9 +33,9 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Trend points returned with a report.
 const TREND_POINTS: u32 = 90;
@@ -269,7 +269,7 @@ struct Finished {
 /// The runs over one decision log: the recent ones (newest last; at most one running) and the
 /// last good report.
 #[derive(Debug, Default)]
-struct RunBook {
+pub(crate) struct RunBook {
     runs: VecDeque<Arc<Run>>,
     latest: Option<Arc<Finished>>,
 }
@@ -287,7 +287,7 @@ impl RunBook {
     }
 }
 
-type Book = Arc<Mutex<RunBook>>;
+pub(crate) type Book = Arc<Mutex<RunBook>>;
 
 /// A lock that survives a panic elsewhere: what it guards is only ever replaced whole.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -296,13 +296,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The run book of the decision log at `log_path`. Kept by path rather than in the server state
-/// because runs belong to the data folder's files (its log, its `debt.sqlite3`): one at a time
-/// per folder, whoever asks.
+/// The server's run book; runs need the decision log.
 fn book(state: &AppStateRef) -> Result<Book, ApiError> {
-    static BOOKS: LazyLock<Mutex<HashMap<PathBuf, Book>>> = LazyLock::new(Default::default);
-    let path = state.audit_or_404()?.path.clone();
-    Ok(lock(&BOOKS).entry(path).or_default().clone())
+    state.audit_or_404()?;
+    Ok(state.debt_runs.clone())
 }
 
 /// Starts a run unless one is running: the run, and whether it is a new one.

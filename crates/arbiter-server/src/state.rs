@@ -78,6 +78,8 @@ pub struct AppState {
     pub(crate) audit: Option<crate::audit::Audit>,
     /// A policy version deciding alongside the active one, never enforced.
     pub(crate) shadow: arc_swap::ArcSwapOption<crate::shadow::Shadow>,
+    /// Trust-debt report runs (one at a time) and the last good report.
+    pub(crate) debt_runs: crate::debt::Book,
 }
 
 impl AppState {
@@ -191,6 +193,7 @@ impl AppState {
                 writer: std::sync::Mutex::new(()),
                 audit: None,
                 shadow: arc_swap::ArcSwapOption::empty(),
+                debt_runs: Default::default(),
             },
             new_keys,
         ))
