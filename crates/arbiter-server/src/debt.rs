@@ -74,6 +74,10 @@ struct PublishRequest {
     reason: String,
     #[serde(default)]
     suggestions: Option<usize>,
+    /// Publish the report this finished run computed (it must be the latest good one) instead
+    /// of computing one inside the request: on a big log, start a run, wait, then publish it.
+    #[serde(default)]
+    run: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -764,25 +768,46 @@ pub(crate) async fn publish(
     if request.reason.trim().is_empty() {
         return Err(ApiError::bad_request("reason", "publishing needs a reason"));
     }
-    let report = report(&state, request.suggestions.unwrap_or(0), true, true).await?;
+    let report = match &request.run {
+        Some(id) => {
+            let book = book(&state)?;
+            let runs = lock(&book);
+            match runs.latest.clone() {
+                Some(latest) if &latest.run.id == id => latest.report.clone(),
+                _ => {
+                    return Err(match runs.find(id) {
+                        None => ApiError::not_found(format!("no run `{id}`")),
+                        Some(_) => ApiError::new(
+                            axum::http::StatusCode::CONFLICT,
+                            "conflict",
+                            format!("run `{id}` is not the latest finished report; publish that one or start a new run"),
+                        ),
+                    })
+                }
+            }
+        }
+        None => report(&state, request.suggestions.unwrap_or(0), true, true).await?,
+    };
     let overall = json!({"score": report.scores.overall, "findings": report.findings.len(), "at": report.generated_at});
     let state2 = state.clone();
     let reason = request.reason;
     let (published, downgraded) = tokio::task::spawn_blocking(move || {
         let actor = caller.actor();
         let inventory = state2.store.load_inventory()?;
-        let mut published = 0u64;
+        let mut changed = Vec::new();
         for mut identity in inventory.identities {
             let Some(figures) = report.figures.get(&identity.entity_ref().to_string()) else {
                 continue;
             };
-            if !set_figures(&mut identity, figures) {
-                continue;
+            if set_figures(&mut identity, figures) {
+                changed.push(identity.entity_ref());
             }
-            // One write per identity: each is stored and published whole, or not at all.
-            if put(&state2, &identity.entity_ref(), figures, &actor, &reason)? {
-                published += 1;
-            }
+        }
+        // Stored in batches, one transaction (one fsync) each: one write per identity cost a
+        // fsync each, minutes for a first publish of 100k identities.
+        let mut published = 0u64;
+        for batch in changed.chunks(PUBLISH_BATCH) {
+            published += put_batch(&state2, batch, &report.figures, &actor, &reason)?;
         }
         let mut downgraded = Vec::new();
         if let Some(limit) = report.thresholds.downgrade_score {
@@ -984,40 +1009,61 @@ pub(crate) async fn apply(
 
 /// Writes `figures` on the identity as it is now: read again under the writer lock, so that a
 /// change made since the report was computed is kept. Whether anything was written.
-fn put(
+/// Identities stored per transaction when publishing.
+const PUBLISH_BATCH: usize = 1_000;
+
+/// Publishes the figures of `entities` in one write: each identity is read again under the
+/// writer lock (so a change made since the report is kept), given its figures, checked by the
+/// snapshot, then all are stored in one transaction and published together, or none is.
+/// Returns how many changed.
+fn put_batch(
     state: &AppStateRef,
-    entity: &EntityRef,
-    figures: &DebtFigures,
+    entities: &[EntityRef],
+    figures: &std::collections::BTreeMap<String, DebtFigures>,
     actor: &arbiter_store::Actor,
     reason: &str,
-) -> Result<bool, ApiError> {
+) -> Result<u64, ApiError> {
     state.write(|snapshot| {
-        let mut identity: Identity = match state.store.get_identity(entity) {
-            Ok(identity) => identity,
-            // Deleted since: nothing to publish on.
-            Err(arbiter_store::StoreError::NotFound { .. }) => return Ok(false),
-            Err(err) => return Err(err.into()),
-        };
-        if !set_figures(&mut identity, figures) {
-            return Ok(false);
+        let mut identities = Vec::with_capacity(entities.len());
+        for entity in entities {
+            let Some(figures) = figures.get(&entity.to_string()) else {
+                continue;
+            };
+            let mut identity: Identity = match state.store.get_identity(entity) {
+                Ok(identity) => identity,
+                // Deleted since: nothing to publish on.
+                Err(arbiter_store::StoreError::NotFound { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            if set_figures(&mut identity, figures) {
+                check_figures(state, snapshot, &identity)?;
+                identities.push(identity);
+            }
         }
-        let identity = &identity;
-        snapshot
-            .inventory_mut()
-            .upsert_identity(identity, state.schema.as_deref())
-            .map_err(|err| {
-                ApiError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "rejected",
-                    format!(
-                        "`{}`: {err}; with a schema, declare `debt?: {{score: Long, findings: Long, unrotated_days: Long, dormant_days: Long, unused_grants: Long, orphaned: Bool, computed_at: Long}}` on every non-human entity type (see docs/debt.md)",
-                        identity.entity_ref()
-                    ),
-                )
-            })?;
-        state.store.put_identity(identity, actor, reason)?;
-        Ok(true)
+        state.store.put_identities(&identities, actor, reason)?;
+        Ok(identities.len() as u64)
     })
+}
+
+/// Puts `identity`, with its figures, into the snapshot being published; the schema may refuse.
+fn check_figures(
+    state: &AppStateRef,
+    snapshot: &mut arbiter_engine::Snapshot,
+    identity: &Identity,
+) -> Result<(), ApiError> {
+    snapshot
+        .inventory_mut()
+        .upsert_identity(identity, state.schema.as_deref())
+        .map_err(|err| {
+            ApiError::new(
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "rejected",
+                format!(
+                    "`{}`: {err}; with a schema, declare `debt?: {{score: Long, findings: Long, unrotated_days: Long, dormant_days: Long, unused_grants: Long, orphaned: Bool, computed_at: Long}}` on every non-human entity type (see docs/debt.md)",
+                    identity.entity_ref()
+                ),
+            )
+        })
 }
 
 /// `Type::"id"` back into a reference.

@@ -73,6 +73,20 @@ pub trait Store: Send + Sync {
     /// Stores an identity, replacing any with the same kind and id.
     fn put_identity(&self, identity: &Identity, actor: &Actor, reason: &str) -> Result<u64>;
 
+    /// Stores several identities in one transaction (one commit, one fsync), replacing any with
+    /// the same kind and id: one change each, in order, all or none. Returns their `seq`s.
+    fn put_identities(
+        &self,
+        identities: &[Identity],
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<Vec<u64>> {
+        identities
+            .iter()
+            .map(|identity| self.put_identity(identity, actor, reason))
+            .collect()
+    }
+
     /// The identity `entity` refers to, or [`StoreError::NotFound`].
     fn get_identity(&self, entity: &EntityRef) -> Result<Identity>;
 

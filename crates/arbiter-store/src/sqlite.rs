@@ -735,6 +735,34 @@ impl Store for SqliteStore {
         })
     }
 
+    fn put_identities(
+        &self,
+        identities: &[Identity],
+        actor: &Actor,
+        reason: &str,
+    ) -> Result<Vec<u64>> {
+        for identity in identities {
+            validate::identity(identity)?;
+        }
+        self.write(actor, reason, |change| {
+            identities
+                .iter()
+                .map(|identity| {
+                    let before = load_identity(change.transaction, identity.kind, &identity.id)?;
+                    write_identity(change.transaction, identity, change.now)?;
+                    change.record(
+                        change_kind::IDENTITY_PUT,
+                        &identity.entity_ref().to_string(),
+                        &WriteDetail {
+                            after: identity,
+                            before: before.as_ref(),
+                        },
+                    )
+                })
+                .collect()
+        })
+    }
+
     fn get_identity(&self, entity: &EntityRef) -> Result<Identity> {
         let kind = identity_kind(entity)?;
         self.read(|connection| {

@@ -244,6 +244,41 @@ async fn debt_report_publish_policy_input_and_downgrade_over_the_api() {
     let history = report["history"].as_array().unwrap();
     assert!(!history.is_empty() && history.len() <= 2, "{history:?}");
     assert_eq!(history.last().unwrap()["findings"], json!(2), "{history:?}");
+
+    // A finished run's report can be published as it is (nothing to compute in the request):
+    // only the latest good one, and an unknown run is not found.
+    let by_run =
+        |id: &Value| Some(json!({"reason": "publish the weekly run", "run": id}).to_string());
+    let (status, _, published) = server
+        .send(
+            "POST",
+            "/admin/v1/debt/publish",
+            operator,
+            by_run(&run["id"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{published}");
+    assert_eq!(published["published"], json!(0), "{published}");
+    let (status, _, _) = server
+        .send(
+            "POST",
+            "/admin/v1/debt/publish",
+            operator,
+            by_run(&json!("dr_none")),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let newer = run_to_end(&server, operator, r#"{"suggestions":0}"#).await;
+    assert_eq!(newer["status"], "succeeded", "{newer}");
+    let (status, _, refused) = server
+        .send(
+            "POST",
+            "/admin/v1/debt/publish",
+            operator,
+            by_run(&run["id"]),
+        )
+        .await;
+    assert_eq!(status, 409, "{refused}");
     server.stop().await;
 }
 

@@ -448,3 +448,52 @@ fn api_key_debug_hides_the_hash() {
     assert!(!debug.contains("secret-looking"), "{debug}");
     assert!(debug.contains("k1"), "{debug}");
 }
+
+#[test]
+fn a_batch_of_identities_is_stored_in_one_transaction_or_not_at_all() {
+    let store = memory_store();
+    populate(&store);
+    let first = store.latest_seq().unwrap();
+    let batch = vec![
+        agent("batch-1", "alice", vec![]),
+        agent("batch-2", "alice", vec![]),
+        agent("batch-3", "alice", vec![]),
+    ];
+    let seqs = store
+        .put_identities(&batch, &admin(), "debt figures")
+        .unwrap();
+    assert_eq!(seqs, vec![first + 1, first + 2, first + 3]);
+    let changes = store.changes_since(first, 10).unwrap();
+    let subjects: Vec<&str> = changes
+        .iter()
+        .map(|change| change.subject.as_str())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "Agent::\"batch-1\"",
+            "Agent::\"batch-2\"",
+            "Agent::\"batch-3\""
+        ]
+    );
+    assert!(changes.iter().all(|change| change.reason == "debt figures"));
+
+    // One invalid identity refuses the whole batch: nothing stored, no change recorded.
+    let before = (
+        store.load_inventory_with_seq().unwrap(),
+        store.changes_since(0, 1000).unwrap(),
+    );
+    let mut invalid = agent("batch-5", "alice", vec![]);
+    invalid.id = String::new();
+    let refused =
+        store.put_identities(&[agent("batch-4", "alice", vec![]), invalid], &admin(), "x");
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+    let after = (
+        store.load_inventory_with_seq().unwrap(),
+        store.changes_since(0, 1000).unwrap(),
+    );
+    assert_eq!(before, after);
+}
