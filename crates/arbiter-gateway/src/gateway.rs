@@ -528,17 +528,29 @@ impl Session {
             Some((upstream, name)) => (upstream.name.as_str(), name),
             None => exposed.split_once(SEPARATOR).unwrap_or(("", exposed)),
         };
-        let request = mapping::request(
-            self.mapping(),
-            who,
-            server,
-            Target::Tool {
-                name,
-                annotations: &Map::new(),
-                listed: false,
-            },
-            Some(arguments),
-        );
+        let target = Target::Tool {
+            name,
+            annotations: &Map::new(),
+            listed: false,
+        };
+        self.unlisted(who, server, target, arguments).await
+    }
+
+    /// A tool call, resource read or prompt request naming something no upstream lists
+    /// (`target` has `listed` false): decided and recorded, then refused whatever the decision.
+    async fn unlisted(
+        &self,
+        who: &AgentIdentity,
+        server: &str,
+        target: Target<'_>,
+        arguments: &Map<String, Value>,
+    ) -> ErrorData {
+        let (what, name) = match target {
+            Target::Tool { name, .. } => ("tool", name),
+            Target::Resource { uri, .. } => ("resource", uri),
+            Target::Prompt { name, .. } => ("prompt", name),
+        };
+        let request = mapping::request(self.mapping(), who, server, target, Some(arguments));
         // No approval is asked for a call that cannot be forwarded.
         let verdict = match self
             .gateway
@@ -552,7 +564,12 @@ impl Session {
             Ok(None) => return unavailable(&Unavailable("no answer".into())),
             Err(error) => return unavailable(&error),
         };
-        let reason = format!("no upstream server lists tool `{exposed}`, so nothing was forwarded");
+        let shown = if server.is_empty() || what == "resource" {
+            name.to_owned()
+        } else {
+            self.gateway.exposed(server, name)
+        };
+        let reason = format!("no upstream server lists {what} `{shown}`, so nothing was forwarded");
         ErrorData::new(
             ErrorCode(DENIED),
             format!("denied: {reason}{}", decision_ref(&verdict)),
@@ -704,7 +721,10 @@ impl ServerHandler for Session {
                     self.mapping(),
                     &who,
                     &upstream.name,
-                    Target::Resource { uri: &resource.uri },
+                    Target::Resource {
+                        uri: &resource.uri,
+                        listed: true,
+                    },
                     None,
                 ));
                 candidates.push(resource.clone());
@@ -745,12 +765,21 @@ impl ServerHandler for Session {
                 break;
             }
         }
-        let upstream = found.ok_or_else(|| unknown("resource", &request.uri))?;
+        let Some(upstream) = found else {
+            let target = Target::Resource {
+                uri: &request.uri,
+                listed: false,
+            };
+            return Err(self.unlisted(&who, "", target, &Map::new()).await);
+        };
         let decision = mapping::request(
             self.mapping(),
             &who,
             &upstream.name,
-            Target::Resource { uri: &request.uri },
+            Target::Resource {
+                uri: &request.uri,
+                listed: true,
+            },
             Some(&Map::new()),
         );
         self.gateway.authorize(decision).await?;
@@ -783,7 +812,10 @@ impl ServerHandler for Session {
                     self.mapping(),
                     &who,
                     &upstream.name,
-                    Target::Prompt { name: &prompt.name },
+                    Target::Prompt {
+                        name: &prompt.name,
+                        listed: true,
+                    },
                     None,
                 ));
                 let mut exposed = prompt.clone();
@@ -806,23 +838,34 @@ impl ServerHandler for Session {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let who = self.identity(&context)?;
-        let (upstream, name) = self
-            .gateway
-            .route(&request.name)
-            .ok_or_else(|| unknown("prompt", &request.name))?;
-        if !upstream
-            .has_prompt(name)
-            .await
-            .map_err(|err| upstream_error(&err))?
-        {
-            return Err(unknown("prompt", &request.name));
-        }
         let arguments = request.arguments.clone().unwrap_or_default();
+        let routed = self.gateway.route(&request.name);
+        let listed = match routed {
+            Some((upstream, name)) => upstream
+                .has_prompt(name)
+                .await
+                .map_err(|err| upstream_error(&err))?,
+            None => false,
+        };
+        let Some((upstream, name)) = routed.filter(|_| listed) else {
+            let (server, name) = match routed {
+                Some((upstream, name)) => (upstream.name.as_str(), name),
+                None => request
+                    .name
+                    .split_once(SEPARATOR)
+                    .unwrap_or(("", request.name.as_str())),
+            };
+            let target = Target::Prompt {
+                name,
+                listed: false,
+            };
+            return Err(self.unlisted(&who, server, target, &arguments).await);
+        };
         let decision = mapping::request(
             self.mapping(),
             &who,
             &upstream.name,
-            Target::Prompt { name },
+            Target::Prompt { name, listed: true },
             Some(&arguments),
         );
         self.gateway.authorize(decision).await?;
@@ -934,12 +977,4 @@ fn unavailable(error: &Unavailable) -> ErrorData {
 
 fn upstream_error(error: &UpstreamError) -> ErrorData {
     ErrorData::new(ErrorCode::INTERNAL_ERROR, error.to_string(), None)
-}
-
-fn unknown(what: &str, name: &str) -> ErrorData {
-    ErrorData::new(
-        ErrorCode::INVALID_PARAMS,
-        format!("unknown {what} `{name}`"),
-        None,
-    )
 }

@@ -21,10 +21,10 @@ pub(crate) enum Target<'a> {
         annotations: &'a Map<String, Value>,
         listed: bool,
     },
-    /// A resource, by URI.
-    Resource { uri: &'a str },
-    /// A prompt, by name.
-    Prompt { name: &'a str },
+    /// A resource, by URI; `listed` as for tools.
+    Resource { uri: &'a str, listed: bool },
+    /// A prompt, by name; `listed` as for tools.
+    Prompt { name: &'a str, listed: bool },
 }
 
 /// Builds the AuthZEN request for `target` on upstream `server`. `arguments` is `None` when
@@ -49,7 +49,7 @@ pub(crate) fn request(
                 "tools/list"
             },
         ),
-        Target::Resource { uri } => (
+        Target::Resource { uri, .. } => (
             &mapping.resource_action,
             &mapping.resource_type,
             &mapping.resource_id,
@@ -61,7 +61,7 @@ pub(crate) fn request(
                 "resources/list"
             },
         ),
-        Target::Prompt { name } => (
+        Target::Prompt { name, .. } => (
             &mapping.prompt_action,
             &mapping.prompt_type,
             &mapping.prompt_id,
@@ -93,11 +93,13 @@ pub(crate) fn request(
                 Value::Object(cedar_safe_object(annotations)),
             );
         }
-        Target::Resource { uri } => {
+        Target::Resource { uri, listed } => {
             mcp.insert("uri".into(), json!(uri));
+            mcp.insert("listed".into(), json!(listed));
         }
-        Target::Prompt { name } => {
+        Target::Prompt { name, listed } => {
             mcp.insert("prompt".into(), json!(name));
+            mcp.insert("listed".into(), json!(listed));
         }
     }
     // A resource read has no arguments; its URI is the whole request.
@@ -208,10 +210,14 @@ mod tests {
             &Mapping::default(),
             &who(),
             "fs",
-            Target::Resource { uri: "file:///a" },
+            Target::Resource {
+                uri: "file:///a",
+                listed: true,
+            },
             None,
         );
         assert_eq!(request["resource"]["id"], "fs/file:///a");
+        assert_eq!(request["context"]["mcp"]["listed"], true);
         assert_eq!(request["context"]["mcp"]["method"], "resources/list");
         assert!(request["context"]["mcp"].get("arguments").is_none());
     }

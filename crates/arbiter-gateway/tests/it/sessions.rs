@@ -15,6 +15,14 @@ fn intruder() -> EntityRef {
     EntityRef::new("Agent", "intruder")
 }
 
+/// The MCP error of a request that must have been answered with one.
+fn service_error(error: rmcp::ServiceError) -> rmcp::ErrorData {
+    match error {
+        rmcp::ServiceError::McpError(error) => error,
+        other => panic!("no MCP error: {other:?}"),
+    }
+}
+
 /// A call that fails below MCP (the session is gone), not with an MCP error.
 async fn call_fails_without_an_answer(client: &Client) {
     let params = rmcp::model::CallToolRequestParams::new("echo")
@@ -381,6 +389,38 @@ async fn calls_to_unlisted_tools_are_decided_and_recorded(mode: &str) {
         "tools the server does not list cannot be called",
         "{mode}"
     );
+    assert_eq!(tools.reached(), 0, "{mode}");
+
+    // Likewise a resource and a prompt no server lists.
+    let error = client
+        .peer()
+        .read_resource(rmcp::model::ReadResourceRequestParams::new("test://hidden"))
+        .await
+        .unwrap_err();
+    let error = service_error(error);
+    assert_eq!(error.code.0, DENIED, "{mode}: {error:?}");
+    assert!(
+        error
+            .message
+            .contains("no upstream server lists resource `test://hidden`"),
+        "{mode}: {error:?}"
+    );
+    let entry = arbiter.logged(&decision_id(&error)).await;
+    let mcp = &entry["entry"]["request"]["context"]["mcp"];
+    assert_eq!(mcp["uri"], "test://hidden", "{mode}");
+    assert_eq!(mcp["listed"], false, "{mode}");
+    let error = client
+        .peer()
+        .get_prompt(rmcp::model::GetPromptRequestParams::new("hidden"))
+        .await
+        .unwrap_err();
+    let error = service_error(error);
+    assert_eq!(error.code.0, DENIED, "{mode}: {error:?}");
+    let entry = arbiter.logged(&decision_id(&error)).await;
+    let mcp = &entry["entry"]["request"]["context"]["mcp"];
+    assert_eq!(mcp["prompt"], "hidden", "{mode}");
+    assert_eq!(mcp["server"], "test", "{mode}");
+    assert_eq!(mcp["listed"], false, "{mode}");
     assert_eq!(tools.reached(), 0, "{mode}");
 }
 
