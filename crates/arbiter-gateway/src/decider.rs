@@ -100,6 +100,25 @@ pub struct RemoteArbiter {
 }
 
 impl RemoteArbiter {
+    /// Decides `requests` with the batch endpoint, with Arbiter's context in each answer;
+    /// `settle_approvals` false opens no approval request.
+    async fn evaluations(
+        &self,
+        requests: Vec<Value>,
+        settle_approvals: bool,
+        timeout: Duration,
+    ) -> Result<Vec<Value>, Unavailable> {
+        let body = json!({
+            "evaluations": requests,
+            "options": {"arbiter_context": true, "arbiter_settle_approvals": settle_approvals},
+        });
+        let answer = self.post("/access/v1/evaluations", &body, timeout).await?;
+        match answer.get("evaluations") {
+            Some(Value::Array(items)) => Ok(items.clone()),
+            _ => Err(Unavailable("answer without `evaluations`".into())),
+        }
+    }
+
     /// A client for the server at `base` (e.g. `http://127.0.0.1:8181`), authenticating with an
     /// `enforcement_point` API key.
     pub fn new(base: &str, api_key: &str) -> Result<Self, Unavailable> {
@@ -211,17 +230,9 @@ impl Decider {
                         .map(|answer| vec![answer]);
                 }
                 // `arbiter_settle_approvals: false` keeps a list from opening approval requests.
-                let body = json!({
-                    "evaluations": requests,
-                    "options": {"arbiter_context": true, "arbiter_settle_approvals": settle_approvals},
-                });
-                let answer = remote
-                    .post("/access/v1/evaluations", &body, timeout)
-                    .await?;
-                match answer.get("evaluations") {
-                    Some(Value::Array(items)) => Ok(items.clone()),
-                    _ => Err(Unavailable("answer without `evaluations`".into())),
-                }
+                remote
+                    .evaluations(requests, settle_approvals, timeout)
+                    .await
             }
         }
     }
@@ -300,19 +311,7 @@ impl Decider {
                 }
                 Ok(answers)
             }
-            Decider::Remote(remote) => {
-                let body = json!({
-                    "evaluations": probes,
-                    "options": {"arbiter_context": true, "arbiter_settle_approvals": false},
-                });
-                let answer = remote
-                    .post("/access/v1/evaluations", &body, timeout)
-                    .await?;
-                match answer.get("evaluations") {
-                    Some(Value::Array(items)) => Ok(items.clone()),
-                    _ => Err(Unavailable("answer without `evaluations`".into())),
-                }
-            }
+            Decider::Remote(remote) => remote.evaluations(probes, false, timeout).await,
         }
     }
 
