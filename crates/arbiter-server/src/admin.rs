@@ -467,6 +467,10 @@ struct PolicyUpload {
     reason: String,
     #[serde(default)]
     activate: bool,
+    /// Activate only if this is still the active version (compare and swap), so that a version
+    /// built from an older one cannot silently undo a change activated since.
+    #[serde(default)]
+    expected_active: Option<u64>,
 }
 
 pub(crate) async fn list_policies(
@@ -553,7 +557,13 @@ pub(crate) async fn upload_policies(
             &upload.reason,
         )?;
         if upload.activate {
-            activate(&state2, version, &caller, &upload.reason)?;
+            activate(
+                &state2,
+                version,
+                &caller,
+                &upload.reason,
+                upload.expected_active,
+            )?;
         }
         Ok(version)
     })
@@ -570,6 +580,9 @@ struct Activation {
     #[serde(default)]
     version: Option<u64>,
     reason: String,
+    /// As for uploads: only if this is still the active version.
+    #[serde(default)]
+    expected_active: Option<u64>,
 }
 
 pub(crate) async fn activate_policies(
@@ -581,7 +594,16 @@ pub(crate) async fn activate_policies(
     let caller = check(&state, &headers, "policies.activate")?;
     let activation: Activation = parse(read_json(body, &state)?, "activation")?;
     let state2 = state.clone();
-    blocking(move || activate(&state2, version, &caller, &activation.reason)).await?;
+    blocking(move || {
+        activate(
+            &state2,
+            version,
+            &caller,
+            &activation.reason,
+            activation.expected_active,
+        )
+    })
+    .await?;
     ok(json!({"active_version": version}))
 }
 
@@ -611,7 +633,13 @@ pub(crate) async fn rollback_policies(
                     })?
             }
         };
-        activate(&state2, target, &caller, &activation.reason)?;
+        activate(
+            &state2,
+            target,
+            &caller,
+            &activation.reason,
+            activation.expected_active,
+        )?;
         Ok(target)
     })
     .await?;
@@ -623,6 +651,7 @@ fn activate(
     version: u64,
     caller: &Caller,
     reason: &str,
+    expected_active: Option<u64>,
 ) -> Result<(), ApiError> {
     if reason.trim().is_empty() {
         return Err(ApiError::bad_request(
@@ -635,6 +664,16 @@ fn activate(
         compile(&stored.sources, state.schema.as_deref(), version).map_err(policy_problem)?;
     let compiled = std::sync::Arc::new(compiled);
     state.write(|snapshot| {
+        // Checked under the writer lock, so no other activation can come in between.
+        if let Some(expected) = expected_active {
+            let active = state.store.active_policy_version()?;
+            if active != Some(expected) {
+                return Err(ApiError::conflict(format!(
+                    "the active policy version is {}, not {expected} as expected; version {version} was not activated",
+                    active.map_or_else(|| "none".to_owned(), |active| active.to_string())
+                )));
+            }
+        }
         state
             .store
             .activate_policy_version(version, &caller.actor(), reason)?;

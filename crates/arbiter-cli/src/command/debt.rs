@@ -348,10 +348,13 @@ fn apply(id: &str, reason: &Reason, force: bool, connection: &ConnectionArgs) ->
             changed.map_or("an unknown number of".to_owned(), |n| n.to_string())
         ));
     }
+    // Activated only if the version it was built from is still the active one: otherwise it
+    // would undo whatever was activated since.
     let body = json!({
         "sources": suggestion.get("sources"),
         "reason": format!("{} (least-privilege suggestion {id})", reason.as_str()),
         "activate": true,
+        "expected_active": suggestion.get("base_version"),
     });
     let answer = api.post(api.url(&["policies"]), &body, None)?;
     if connection.json {

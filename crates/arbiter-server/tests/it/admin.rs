@@ -254,6 +254,54 @@ async fn policy_versions_activate_and_roll_back_in_one_call() {
         2,
         "every version is kept"
     );
+
+    // Compare and swap: a version built from version 2 is not activated now that 1 is active
+    // (it would undo the rollback), neither at upload nor later; built from 1, it is.
+    let mut stale = lockdown.clone();
+    stale["expected_active"] = json!(2);
+    let (status, _, problem) = server
+        .send(
+            "POST",
+            "/admin/v1/policies",
+            Some(&admin),
+            Some(stale.to_string()),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("active policy version is 1, not 2"),
+        "{problem}"
+    );
+    assert_eq!(server.decide(READ_COPILOT).await.1["decision"], true);
+    let (status, _, problem) = server
+        .send(
+            "POST",
+            "/admin/v1/policies/2/activate",
+            Some(&admin),
+            Some(r#"{"reason":"again","expected_active":3}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(server.decide(READ_COPILOT).await.1["decision"], true);
+    let mut current = lockdown.clone();
+    current["expected_active"] = json!(1);
+    let (status, _, body) = server
+        .send(
+            "POST",
+            "/admin/v1/policies",
+            Some(&admin),
+            Some(current.to_string()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["active"].as_bool()),
+        (201, Some(true)),
+        "{body}"
+    );
+    assert_eq!(server.decide(READ_COPILOT).await.1["decision"], false);
     server.stop().await;
 }
 
