@@ -9,9 +9,9 @@
 
 use crate::explain::{explain_policy, first_failure, nearest_misses};
 use crate::index::IndexQuery;
-use crate::inventory::{borrow_uids, diagnostic_text, from_uid, to_uid, StoredEntity};
+use crate::inventory::{borrow_uids, diagnostic_text, from_uid, known, to_uid, StoredEntity};
 use crate::policies::CompiledPolicy;
-use crate::reach::Reach;
+use crate::reach::{Origin, Path, Reach, Reads, Step};
 use crate::snapshot::Snapshot;
 use arbiter_core::{
     AppliedControl, Control, ControlLevel, Decision, DecisionError, DecisionRequest,
@@ -782,11 +782,12 @@ impl Snapshot {
         })
     }
 
-    /// The entities this request can read: the request's own (its roots: principal, action,
-    /// resource, the context's entities, the candidate policies' entity literals) and those
-    /// their attributes reference, as far out as the candidates read (see `reach`). Cedar can
-    /// read no other entity while evaluating them, so the result equals evaluating over the
-    /// whole inventory.
+    /// The entities this request can read: the request's own (principal, action, resource) and
+    /// those at the end of the access paths the candidate policies read (see `reach`), or,
+    /// when a candidate's paths cannot be followed, every entity as far from the roots (those
+    /// three, the context's entities and the policies' entity literals) as the candidates read.
+    /// Cedar can read no other entity while evaluating them, so the result equals evaluating
+    /// over the whole inventory.
     fn slice(
         &self,
         roots: [Option<&Root<'_>>; 3],
@@ -795,60 +796,88 @@ impl Snapshot {
         overlay: &[u32],
     ) -> Result<Entities, Unresolvable> {
         let max = self.config.max_slice_entities;
-        let limit = candidates
-            .iter()
-            .chain(overlay)
-            .filter_map(|idx| self.policy(*idx))
-            .map(|policy| match policy.reach {
-                Reach::Within(distance) => distance,
-                Reach::Unbounded => u32::MAX,
-            })
-            .max()
-            .unwrap_or(0);
+        let policies = || {
+            candidates
+                .iter()
+                .chain(overlay)
+                .filter_map(|idx| self.policy(*idx))
+        };
         let mut visited = Visited::default();
         let mut members: Vec<Arc<Entity>> = Vec::with_capacity(16);
-        // Breadth first, one distance at a time, so that an entity is taken at its shortest
-        // distance from the roots. Every uid is borrowed (from the inventory, the request or the
-        // policies), never cloned: uid clones and hashing were most of a slice's cost.
-        let mut next: Vec<&EntityUID> = Vec::new();
         for root in roots.into_iter().flatten() {
             if visited.insert(root.uid()) {
                 members.push(root.cedar());
+            }
+        }
+        // Every uid is borrowed (from the inventory, the request or the policies), never
+        // cloned: uid clones and hashing were most of a slice's cost.
+        let too_large = || Unresolvable(GuardViolation::EntitySliceTooLarge { max_entities: max });
+        let mut found: Vec<&EntityUID> = Vec::new();
+        if policies().all(|policy| matches!(policy.reads, Reads::Paths(_))) {
+            let mut followed: Vec<&Path> = Vec::new();
+            for policy in policies() {
+                let Reads::Paths(paths) = &policy.reads else {
+                    continue;
+                };
+                for path in paths.iter() {
+                    if !followed.contains(&path) {
+                        followed.push(path);
+                        self.follow(path, &roots, context, &mut found);
+                    }
+                }
+            }
+            for uid in found {
+                if visited.insert(uid) {
+                    if let Some(stored) = self.inventory.get(uid) {
+                        if members.len() >= max {
+                            return Err(too_large());
+                        }
+                        members.push(stored.cedar());
+                    }
+                }
+            }
+        } else {
+            let limit = policies()
+                .map(|policy| match policy.reach {
+                    Reach::Within(distance) => distance,
+                    Reach::Unbounded => u32::MAX,
+                })
+                .max()
+                .unwrap_or(0);
+            // Breadth first, one distance at a time, so that an entity is taken at its
+            // shortest distance from the roots.
+            let mut next: Vec<&EntityUID> = Vec::new();
+            for root in roots.into_iter().flatten() {
                 root.extend_refs(&mut next);
             }
-        }
-        let mut frontier: Vec<&EntityUID> = Vec::new();
-        if let Context::Value(record) = context {
-            for value in record.values() {
-                borrow_uids(value, &mut frontier);
+            let mut frontier = found;
+            if let Context::Value(record) = context {
+                for value in record.values() {
+                    borrow_uids(value, &mut frontier);
+                }
             }
-        }
-        for policy_idx in candidates.iter().chain(overlay) {
-            if let Some(policy) = self.policy(*policy_idx) {
+            for policy in policies() {
                 frontier.extend(policy.literal_refs.iter());
             }
-        }
-        let mut distance = 0;
-        loop {
-            for uid in frontier.drain(..) {
-                if !visited.insert(uid) {
-                    continue;
-                }
-                if let Some(stored) = self.inventory.get(uid) {
-                    if members.len() >= max {
-                        return Err(Unresolvable(GuardViolation::EntitySliceTooLarge {
-                            max_entities: max,
-                        }));
+            let mut distance = 0;
+            loop {
+                for uid in frontier.drain(..) {
+                    if visited.insert(uid) {
+                        if let Some(stored) = self.inventory.get(uid) {
+                            if members.len() >= max {
+                                return Err(too_large());
+                            }
+                            members.push(stored.cedar());
+                            stored.extend_refs(&mut next);
+                        }
                     }
-                    members.push(stored.cedar());
-                    stored.extend_refs(&mut next);
                 }
+                if next.is_empty() || distance >= limit {
+                    break;
+                }
+                distance += 1;
+                std::mem::swap(&mut frontier, &mut next);
             }
-            if next.is_empty() || distance >= limit {
-                break;
-            }
-            distance += 1;
-            std::mem::swap(&mut frontier, &mut next);
         }
         Entities::new()
             .add_entities(
@@ -863,6 +892,114 @@ impl Snapshot {
                     message: format!("entity slice: {err}"),
                 })
             })
+    }
+
+    /// Appends the entities `path` leads to for this request.
+    fn follow<'a>(
+        &'a self,
+        path: &'a Path,
+        roots: &[Option<&'a Root<'a>>; 3],
+        context: &'a Context,
+        out: &mut Vec<&'a EntityUID>,
+    ) {
+        let [principal, action, resource] = *roots;
+        let start = match &path.origin {
+            Origin::Principal => principal.map(Root::view),
+            Origin::Action => action.map(Root::view),
+            Origin::Resource => resource.map(Root::view),
+            Origin::Literal(uid) => {
+                if path.steps.is_empty() {
+                    out.push(uid);
+                    return;
+                }
+                self.view(uid, roots)
+            }
+            Origin::Context => {
+                let (Context::Value(record), Some((Step::Attr(field), rest))) =
+                    (context, path.steps.split_first())
+                else {
+                    return;
+                };
+                if let Some(value) = record.get(field) {
+                    self.walk_value(value, rest, roots, out);
+                }
+                return;
+            }
+        };
+        if let Some(view) = start {
+            self.walk_entity(view, &path.steps, roots, out);
+        }
+    }
+
+    /// The data of `uid`, from the inventory or, for an entity built from the request, its root.
+    fn view<'a>(&'a self, uid: &EntityUID, roots: &[Option<&'a Root<'a>>; 3]) -> Option<View<'a>> {
+        match self.inventory.get(uid) {
+            Some(stored) => Some(View::Stored(stored)),
+            None => roots
+                .iter()
+                .flatten()
+                .find(|root| root.uid() == uid)
+                .map(|root| root.view()),
+        }
+    }
+
+    fn walk_entity<'a>(
+        &'a self,
+        view: View<'a>,
+        steps: &'a [Step],
+        roots: &[Option<&'a Root<'a>>; 3],
+        out: &mut Vec<&'a EntityUID>,
+    ) {
+        let Some((step, rest)) = steps.split_first() else {
+            return;
+        };
+        match step {
+            Step::Attr(name) => {
+                if let Some(value) = view.attr(name) {
+                    self.walk_value(value, rest, roots, out);
+                }
+            }
+            Step::Tag(name) => {
+                if let Some(value) = view.tag(name) {
+                    self.walk_value(value, rest, roots, out);
+                }
+            }
+            Step::AnyTag => {
+                let mut values = Vec::new();
+                view.extend_tag_values(&mut values);
+                for value in values {
+                    self.walk_value(value, rest, roots, out);
+                }
+            }
+        }
+    }
+
+    /// Follows `steps` from `value`: an entity's attribute or tag, or a record's field. Any
+    /// other value has nothing to follow (Cedar would raise a type error there).
+    fn walk_value<'a>(
+        &'a self,
+        value: &'a Value,
+        steps: &'a [Step],
+        roots: &[Option<&'a Root<'a>>; 3],
+        out: &mut Vec<&'a EntityUID>,
+    ) {
+        match &value.value {
+            ValueKind::Lit(Literal::EntityUID(uid)) => {
+                if steps.is_empty() {
+                    out.push(uid);
+                } else if let Some(view) = self.view(uid, roots) {
+                    self.walk_entity(view, steps, roots, out);
+                }
+            }
+            ValueKind::Record(record) => {
+                if let Some((Step::Attr(field), rest)) = steps.split_first() {
+                    if let Some(value) = record.get(field) {
+                        self.walk_value(value, rest, roots, out);
+                    }
+                }
+            }
+            ValueKind::Lit(_) | ValueKind::Set(_) | ValueKind::ExtensionValue(_) => {}
+        }
     }
 
     /// `context.arbiter`: the time, the principal's live signals and the delegation chain.
@@ -1596,6 +1733,13 @@ impl Root<'_> {
         }
     }
 
+    fn view(&self) -> View<'_> {
+        match self {
+            Root::Stored(stored) => View::Stored(stored),
+            Root::Local(entity) => View::Local(entity),
+        }
+    }
+
     fn cedar(&self) -> Arc<Entity> {
         match self {
             Root::Stored(stored) => stored.cedar(),
@@ -1619,6 +1763,38 @@ impl Root<'_> {
                         borrow_uids(value, out);
                     }
                 }
+            }
+        }
+    }
+}
+
+/// An entity's data as a slice walk reads it: the inventory's, or one built from the request.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    Stored(&'a StoredEntity),
+    Local(&'a Entity),
+}
+
+impl<'a> View<'a> {
+    fn attr(self, name: &str) -> Option<&'a Value> {
+        match self {
+            View::Stored(stored) => stored.attr(name),
+            View::Local(entity) => known(entity.get(name)),
+        }
+    }
+
+    fn tag(self, name: &str) -> Option<&'a Value> {
+        match self {
+            View::Stored(stored) => stored.tag(name),
+            View::Local(entity) => known(entity.get_tag(name)),
+        }
+    }
+
+    fn extend_tag_values(self, out: &mut Vec<&'a Value>) {
+        match self {
+            View::Stored(stored) => stored.extend_tag_values(out),
+            View::Local(entity) => {
+                out.extend(entity.tags().filter_map(|(_, value)| known(Some(value))));
             }
         }
     }

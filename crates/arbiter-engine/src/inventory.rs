@@ -224,6 +224,32 @@ impl StoredEntity {
         }
     }
 
+    /// The value of one attribute, when known.
+    pub(crate) fn attr(&self, name: &str) -> Option<&Value> {
+        match &self.data {
+            EntityData::Cedar(entity) => known(entity.get(name)),
+            EntityData::Compact(compact) => sorted_get(&compact.attrs, name),
+        }
+    }
+
+    /// The value of one tag, when known.
+    pub(crate) fn tag(&self, name: &str) -> Option<&Value> {
+        match &self.data {
+            EntityData::Cedar(entity) => known(entity.get_tag(name)),
+            EntityData::Compact(compact) => sorted_get(&compact.tags, name),
+        }
+    }
+
+    /// Appends the values of every tag.
+    pub(crate) fn extend_tag_values<'a>(&'a self, out: &mut Vec<&'a Value>) {
+        match &self.data {
+            EntityData::Cedar(entity) => {
+                out.extend(entity.tags().filter_map(|(_, value)| known(Some(value))));
+            }
+            EntityData::Compact(compact) => out.extend(compact.tags.iter().map(|(_, value)| value)),
+        }
+    }
+
     /// Appends the entities its attribute and tag values reference (the next ring of a slice).
     pub(crate) fn extend_refs<'a>(&'a self, out: &mut Vec<&'a EntityUID>) {
         match &self.data {
@@ -1152,6 +1178,23 @@ fn check_signal(signal: &Signal) -> Result<(), InventoryError> {
         )));
     }
     Ok(())
+}
+
+/// A known value (an unknown one is never followed: it holds no entity yet).
+pub(crate) fn known(value: Option<&PartialValue>) -> Option<&Value> {
+    match value? {
+        PartialValue::Value(value) => Some(value),
+        PartialValue::Residual(_) => None,
+    }
+}
+
+/// Binary search in a slice sorted by name (see `CompactEntity`).
+fn sorted_get<'a>(pairs: &'a [(SmolStr, Value)], name: &str) -> Option<&'a Value> {
+    pairs
+        .binary_search_by(|(key, _)| key.as_str().cmp(name))
+        .ok()
+        .and_then(|position| pairs.get(position))
+        .map(|(_, value)| value)
 }
 
 /// Entity uids inside a Cedar value (sets and records are walked), borrowed.

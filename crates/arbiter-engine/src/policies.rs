@@ -2,7 +2,7 @@
 //! into the form the decision path needs (its full condition, its scope, what it references).
 
 use crate::index::PolicyIndex;
-use crate::reach::{reach_of, Reach};
+use crate::reach::{reach_of, reads_of, Reach, Reads};
 use crate::schema::Schema;
 use crate::source_error::{locate, SourceError};
 use arbiter_core::Effect;
@@ -49,8 +49,11 @@ pub(crate) struct CompiledPolicy {
     pub(crate) required_signals: Vec<String>,
     /// Entity literals in the conditions; they must be in the per-request entity slice.
     pub(crate) literal_refs: Vec<EntityUID>,
-    /// How far from the request's entities the policy reads: bounds the slice.
+    /// How far from the request's entities the policy reads: bounds the slice when `reads`
+    /// cannot.
     pub(crate) reach: Reach,
+    /// The access paths the policy reads entities through: what the slice must hold.
+    pub(crate) reads: Reads,
     /// The overlay this policy belongs to (`@overlay`); such policies are not indexed.
     pub(crate) overlay: Option<String>,
 }
@@ -307,6 +310,7 @@ fn compile_policy(policy: &ast::Policy, id: String) -> CompiledPolicy {
         id,
         effect,
         reach: reach_of(&condition),
+        reads: reads_of(&condition),
         condition,
         scope,
         annotations,

@@ -479,27 +479,41 @@ proptest! {
     }
 }
 
-/// The per-request entity slice follows entity references as far from the request's entities as
-/// the candidate policies read (here one step: `resource.primary has department`), taking every
-/// entity at that distance. A dataset listing 300 readers used to exceed the old bound of 256 and
-/// was denied where Cedar allows; the default bound is now 4,096, so it agrees with Cedar, and a
-/// deployment that sets a lower bound gets a stated, fail-closed deny.
+/// The per-request entity slice takes the entities at the end of the access paths the candidate
+/// policies read, or, where a path cannot be followed, every entity as far from the request's
+/// entities as they read. Two policies that reach 300 humans from one dataset: one reads the
+/// dataset's tags through a computed key (so every tag), the other reads through a record
+/// literal (so the distance bound: one step out, the 300 readers). Both used to exceed the old
+/// bound of 256 and were denied where Cedar allows; the default bound is now 4,096, so the
+/// engine agrees with Cedar, and a deployment that sets a lower bound gets a stated,
+/// fail-closed deny.
 #[test]
 fn slice_bound_is_large_stated_and_fails_closed() {
+    for policies in [
+        "permit(principal, action == Action::\"read\", resource) \
+         when { true || resource.getTag(context.which) has department };",
+        "permit(principal, action == Action::\"read\", resource) \
+         when { true || {p: resource}.p.primary has department };",
+    ] {
+        slice_bound_fails_closed(policies);
+    }
+}
+
+fn slice_bound_fails_closed(policies: &str) {
     use arbiter_core::EntityRef;
     use serde_json::json;
 
-    let policies = "permit(principal, action == Action::\"read\", resource) \
-                    when { resource.primary has department || true };";
-    let readers: Vec<_> = (0..300)
-        .map(|idx| json!({"__entity": {"type": "Human", "id": format!("h{idx}")}}))
+    let human = |idx: usize| json!({"__entity": {"type": "Human", "id": format!("h{idx}")}});
+    let readers: Vec<_> = (0..300).map(human).collect();
+    let tags: serde_json::Map<String, serde_json::Value> = (0..300)
+        .map(|idx| (format!("t{idx}"), human(idx)))
         .collect();
     let mut entities = vec![
         json!({"uid": {"type": "Agent", "id": "a"}, "attrs": {}, "parents": []}),
         json!({"uid": {"type": "Dataset", "id": "d"}, "attrs": {
             "readers": readers,
             "primary": {"__entity": {"type": "Human", "id": "h0"}},
-        }, "parents": []}),
+        }, "tags": tags, "parents": []}),
     ];
     for idx in 0..300 {
         entities.push(
@@ -545,7 +559,7 @@ fn slice_bound_is_large_stated_and_fails_closed() {
     assert_eq!(
         engine.map(|evaluation| evaluation.is_allowed()),
         Ok(true),
-        "within the default bound the engine agrees with Cedar"
+        "{policies}: within the default bound the engine agrees with Cedar"
     );
     let tight = Snapshot::new(
         PolicySet::compile(snapshot.policies().sources().to_vec(), None, 1).unwrap(),
@@ -566,6 +580,6 @@ fn slice_bound_is_large_stated_and_fails_closed() {
         refused
             .as_ref()
             .is_err_and(|err| err.contains("EntitySliceTooLarge")),
-        "{refused:?}"
+        "{policies}: {refused:?}"
     );
 }
