@@ -12,7 +12,7 @@
 
 use crate::policies::CompiledPolicy;
 use cedar_policy_core::ast::{
-    ActionConstraint, EntityReference, EntityType, EntityUID, PrincipalOrResourceConstraint,
+    ActionConstraint, EntityReference, EntityUID, PrincipalOrResourceConstraint,
 };
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -21,63 +21,35 @@ use std::hash::BuildHasher;
 /// cheaper than the default SipHash, and the keys come from policies, not from callers.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// A uid with its hash under the index's hasher. A request's uids (principal, resource, action
-/// and their ancestors) are hashed once, and every comparison with a policy's uids compares the
-/// hashes first: comparing uids themselves (an id, a type name and a pointer to its namespace
-/// path) was most of the index's cost at 10,000 policies.
-#[derive(Debug, Clone)]
-struct HashedUid {
-    hash: u64,
-    uid: EntityUID,
-}
+/// A uid (or an entity type) as the index knows it: its hash under the index's hasher, and
+/// nothing else. A request's uids (principal, resource, action and their ancestors) and types
+/// are hashed once per decision, and every comparison with a policy's scope compares 64-bit
+/// hashes. Comparing uids themselves (an id, a type name and a pointer to its namespace path,
+/// scattered over the heap) was most of the index's cost at 10,000 policies.
+///
+/// INVARIANT: equal uids have equal hashes, so the index never leaves out a policy whose scope
+/// matches. Two different uids with the same hash (about one chance in 2^64 per comparison,
+/// with a per-process random seed) can only make a policy a candidate wrongly, and a candidate
+/// is evaluated with its whole condition, scope included, which Cedar then finds false: the
+/// outcome, the determining policies and the errors stay Cedar's.
+type Key = u64;
 
-/// A request-side uid, hashed.
-#[derive(Clone, Copy)]
-struct Probe<'a> {
-    hash: u64,
-    uid: &'a EntityUID,
-}
-
-impl HashedUid {
-    fn is(&self, probe: Probe<'_>) -> bool {
-        self.hash == probe.hash && same_uid(&self.uid, probe.uid)
-    }
-
-    fn is_any_of(&self, probes: &[Probe<'_>]) -> bool {
-        probes.iter().any(|probe| self.is(*probe))
-    }
-}
-
-/// Uid equality, cheapest part first.
-fn same_uid(left: &EntityUID, right: &EntityUID) -> bool {
-    left.eid() == right.eid() && left.entity_type() == right.entity_type()
-}
-
-/// Policies keyed by entity uid, found by the uid's hash.
+/// Policies keyed by entity uid hash.
 #[derive(Debug, Default)]
 struct UidBuckets {
-    by_hash: FastMap<u64, Vec<(EntityUID, ActionBuckets)>>,
+    by_hash: FastMap<Key, ActionBuckets>,
 }
 
 impl UidBuckets {
-    fn insert(&mut self, key: &HashedUid, action: &ActionCheck, policy_idx: u32) {
-        let list = self.by_hash.entry(key.hash).or_default();
-        match list.iter_mut().find(|(uid, _)| same_uid(uid, &key.uid)) {
-            Some((_, buckets)) => buckets.insert(action, policy_idx),
-            None => {
-                let mut buckets = ActionBuckets::default();
-                buckets.insert(action, policy_idx);
-                list.push((key.uid.clone(), buckets));
-            }
-        }
+    fn insert(&mut self, key: Key, action: &ActionCheck, policy_idx: u32) {
+        self.by_hash
+            .entry(key)
+            .or_default()
+            .insert(action, policy_idx);
     }
 
-    fn get(&self, probe: Probe<'_>) -> Option<&ActionBuckets> {
-        self.by_hash
-            .get(&probe.hash)?
-            .iter()
-            .find(|(uid, _)| same_uid(uid, probe.uid))
-            .map(|(_, buckets)| buckets)
+    fn get(&self, probe: Key) -> Option<&ActionBuckets> {
+        self.by_hash.get(&probe)
     }
 }
 
@@ -85,60 +57,56 @@ impl UidBuckets {
 /// appear in any policy set, so a short list compared by hash beats a map.
 #[derive(Debug, Default)]
 struct ActionBuckets {
-    by_action: Vec<(HashedUid, Vec<u32>)>,
+    by_action: Vec<(Key, Vec<u32>)>,
     any_action: Vec<u32>,
 }
 
 impl ActionBuckets {
     fn insert(&mut self, constraint: &ActionCheck, policy_idx: u32) {
         match constraint {
-            ActionCheck::Eq(action) => self.push(action, policy_idx),
+            ActionCheck::Eq(action) => self.push(*action, policy_idx),
             ActionCheck::In(actions) => {
-                for action in actions {
-                    self.push(action, policy_idx);
+                for action in actions.iter() {
+                    self.push(*action, policy_idx);
                 }
             }
             ActionCheck::Any => self.any_action.push(policy_idx),
         }
     }
 
-    fn push(&mut self, action: &HashedUid, policy_idx: u32) {
-        match self
-            .by_action
-            .iter_mut()
-            .find(|(key, _)| key.hash == action.hash && same_uid(&key.uid, &action.uid))
-        {
+    fn push(&mut self, action: Key, policy_idx: u32) {
+        match self.by_action.iter_mut().find(|(key, _)| *key == action) {
             Some((_, bucket)) => bucket.push(policy_idx),
-            None => self.by_action.push((action.clone(), vec![policy_idx])),
+            None => self.by_action.push((action, vec![policy_idx])),
         }
     }
 
-    fn collect(&self, actions: &[Probe<'_>], out: &mut Vec<u32>) {
+    fn collect(&self, actions: &[Key], out: &mut Vec<u32>) {
         out.extend_from_slice(&self.any_action);
         for (key, bucket) in &self.by_action {
-            if key.is_any_of(actions) {
+            if actions.contains(key) {
                 out.extend_from_slice(bucket);
             }
         }
     }
 }
 
-/// A principal or resource scope, in the form the index checks.
+/// A principal or resource scope, in the form the index checks (uids and types as hashes).
 #[derive(Debug)]
 enum EntityCheck {
     Any,
-    Eq(HashedUid),
-    In(HashedUid),
-    Is(EntityType),
-    IsIn(EntityType, HashedUid),
+    Eq(Key),
+    In(Key),
+    Is(Key),
+    IsIn(Key, Key),
 }
 
 /// An action scope. `Any` also stands for what this build cannot key (always a candidate).
 #[derive(Debug)]
 enum ActionCheck {
     Any,
-    Eq(HashedUid),
-    In(Vec<HashedUid>),
+    Eq(Key),
+    In(Box<[Key]>),
 }
 
 /// One policy's scope, checked against a request before the policy is evaluated.
@@ -149,40 +117,47 @@ struct ScopeCheck {
     resource: EntityCheck,
 }
 
+/// A request's principal or resource as the index sees it.
+struct EntityProbe {
+    /// The entity's type, hashed.
+    entity_type: Key,
+    /// The entity itself, then its ancestors, hashed.
+    lineage: Vec<Key>,
+}
+
 impl EntityCheck {
     fn new(constraint: &PrincipalOrResourceConstraint, hasher: &impl BuildHasher) -> Self {
-        let hashed = |uid: &EntityUID| HashedUid {
-            hash: hasher.hash_one(uid),
-            uid: uid.clone(),
-        };
         match constraint {
-            PrincipalOrResourceConstraint::Eq(EntityReference::EUID(uid)) => Self::Eq(hashed(uid)),
-            PrincipalOrResourceConstraint::In(EntityReference::EUID(uid)) => Self::In(hashed(uid)),
+            PrincipalOrResourceConstraint::Eq(EntityReference::EUID(uid)) => {
+                Self::Eq(hasher.hash_one(uid.as_ref()))
+            }
+            PrincipalOrResourceConstraint::In(EntityReference::EUID(uid)) => {
+                Self::In(hasher.hash_one(uid.as_ref()))
+            }
             PrincipalOrResourceConstraint::Is(entity_type) => {
-                Self::Is(entity_type.as_ref().clone())
+                Self::Is(hasher.hash_one(entity_type.as_ref()))
             }
             PrincipalOrResourceConstraint::IsIn(entity_type, EntityReference::EUID(uid)) => {
-                Self::IsIn(entity_type.as_ref().clone(), hashed(uid))
+                Self::IsIn(
+                    hasher.hash_one(entity_type.as_ref()),
+                    hasher.hash_one(uid.as_ref()),
+                )
             }
             // `Any`, and slots (templates are rejected at load): nothing to check.
             _ => Self::Any,
         }
     }
 
-    /// Whether the scope can hold for an entity, given as itself followed by its ancestors;
-    /// `in` holds for the entity itself and for anything with the group among its ancestors,
-    /// as Cedar evaluates it.
-    fn may_match(&self, entity: &[Probe<'_>]) -> bool {
-        let Some(first) = entity.first() else {
-            return true;
-        };
+    /// Whether the scope can hold for the entity; `in` holds for the entity itself and for
+    /// anything with the group among its ancestors, as Cedar evaluates it.
+    fn may_match(&self, entity: &EntityProbe) -> bool {
         match self {
             Self::Any => true,
-            Self::Eq(uid) => uid.is(*first),
-            Self::In(group) => group.is_any_of(entity),
-            Self::Is(entity_type) => first.uid.entity_type() == entity_type,
+            Self::Eq(uid) => entity.lineage.first() == Some(uid),
+            Self::In(group) => entity.lineage.contains(group),
+            Self::Is(entity_type) => entity.entity_type == *entity_type,
             Self::IsIn(entity_type, group) => {
-                first.uid.entity_type() == entity_type && group.is_any_of(entity)
+                entity.entity_type == *entity_type && entity.lineage.contains(group)
             }
         }
     }
@@ -199,15 +174,14 @@ impl EntityCheck {
 
 impl ActionCheck {
     fn new(constraint: &ActionConstraint, hasher: &impl BuildHasher) -> Self {
-        let hashed = |uid: &EntityUID| HashedUid {
-            hash: hasher.hash_one(uid),
-            uid: uid.clone(),
-        };
         match constraint {
-            ActionConstraint::Eq(action) => Self::Eq(hashed(action)),
-            ActionConstraint::In(actions) => {
-                Self::In(actions.iter().map(|action| hashed(action)).collect())
-            }
+            ActionConstraint::Eq(action) => Self::Eq(hasher.hash_one(action.as_ref())),
+            ActionConstraint::In(actions) => Self::In(
+                actions
+                    .iter()
+                    .map(|action| hasher.hash_one(action.as_ref()))
+                    .collect(),
+            ),
             // `Any` and anything this build does not know how to key: always a candidate.
             #[allow(
                 unreachable_patterns,
@@ -218,13 +192,11 @@ impl ActionCheck {
     }
 
     /// `actions` is the request's action followed by its ancestors.
-    fn may_match(&self, actions: &[Probe<'_>]) -> bool {
+    fn may_match(&self, actions: &[Key]) -> bool {
         match self {
             Self::Any => true,
-            Self::Eq(action) => actions
-                .first()
-                .is_none_or(|requested| action.is(*requested)),
-            Self::In(groups) => groups.iter().any(|group| group.is_any_of(actions)),
+            Self::Eq(action) => actions.first().is_none_or(|requested| requested == action),
+            Self::In(groups) => groups.iter().any(|group| actions.contains(group)),
         }
     }
 }
@@ -245,8 +217,8 @@ pub(crate) struct PolicyIndex {
 struct ScopedBuckets {
     /// `== E`, `in E`, `is T in E`: reached from the entity itself or any descendant.
     by_entity: UidBuckets,
-    /// `is T`: reached from any entity of the type.
-    by_type: FastMap<EntityType, ActionBuckets>,
+    /// `is T`: reached from any entity of the type (keyed by the type's hash).
+    by_type: FastMap<Key, ActionBuckets>,
 }
 
 impl ScopedBuckets {
@@ -254,11 +226,11 @@ impl ScopedBuckets {
     fn insert(&mut self, constraint: &EntityCheck, action: &ActionCheck, policy_idx: u32) -> bool {
         match constraint {
             EntityCheck::Eq(uid) | EntityCheck::In(uid) | EntityCheck::IsIn(_, uid) => {
-                self.by_entity.insert(uid, action, policy_idx)
+                self.by_entity.insert(*uid, action, policy_idx)
             }
             EntityCheck::Is(entity_type) => self
                 .by_type
-                .entry(entity_type.clone())
+                .entry(*entity_type)
                 .or_default()
                 .insert(action, policy_idx),
             EntityCheck::Any => return false,
@@ -266,17 +238,16 @@ impl ScopedBuckets {
         true
     }
 
-    /// `entity` is the request's entity followed by its ancestors.
-    fn collect(&self, entity: &[Probe<'_>], actions: &[Probe<'_>], out: &mut Vec<u32>) {
+    fn collect(&self, entity: &EntityProbe, actions: &[Key], out: &mut Vec<u32>) {
         if !self.by_entity.by_hash.is_empty() {
-            for probe in entity {
+            for probe in &entity.lineage {
                 if let Some(buckets) = self.by_entity.get(*probe) {
                     buckets.collect(actions, out);
                 }
             }
         }
-        if let Some(first) = entity.first() {
-            if let Some(buckets) = self.by_type.get(first.uid.entity_type()) {
+        if !self.by_type.is_empty() {
+            if let Some(buckets) = self.by_type.get(&entity.entity_type) {
                 buckets.collect(actions, out);
             }
         }
@@ -336,19 +307,15 @@ impl PolicyIndex {
         index
     }
 
-    fn probe<'a>(&self, uid: &'a EntityUID) -> Probe<'a> {
-        Probe {
-            hash: self.hasher.hash_one(uid),
-            uid,
+    /// The entity's type, and the entity followed by its ancestors, hashed.
+    fn probe(&self, entity: &EntityUID, ancestors: &[&EntityUID]) -> EntityProbe {
+        let mut lineage = Vec::with_capacity(ancestors.len() + 1);
+        lineage.push(self.hasher.hash_one(entity));
+        lineage.extend(ancestors.iter().map(|uid| self.hasher.hash_one(*uid)));
+        EntityProbe {
+            entity_type: self.hasher.hash_one(entity.entity_type()),
+            lineage,
         }
-    }
-
-    /// The entity followed by its ancestors.
-    fn probes<'a>(&self, entity: &'a EntityUID, ancestors: &[&'a EntityUID]) -> Vec<Probe<'a>> {
-        std::iter::once(entity)
-            .chain(ancestors.iter().copied())
-            .map(|uid| self.probe(uid))
-            .collect()
     }
 
     /// Indices of the policies whose scope matches the request, sorted and without duplicates.
@@ -360,12 +327,12 @@ impl PolicyIndex {
     /// could error, so leaving such a policy out changes no outcome, determining policy or
     /// error (see the INVARIANT above).
     pub(crate) fn candidates(&self, query: &IndexQuery<'_>) -> Vec<u32> {
-        let principal = self.probes(query.principal, query.principal_ancestors);
-        let resource = self.probes(query.resource, query.resource_ancestors);
-        let actions: Vec<Probe<'_>> = query
+        let principal = self.probe(query.principal, query.principal_ancestors);
+        let resource = self.probe(query.resource, query.resource_ancestors);
+        let actions: Vec<Key> = query
             .actions
             .iter()
-            .map(|action| self.probe(action))
+            .map(|action| self.hasher.hash_one(*action))
             .collect();
         let mut out = Vec::new();
         self.unscoped.collect(&actions, &mut out);
