@@ -117,11 +117,59 @@ fn decode(blob: &[u8]) -> Vec<u16> {
         .collect()
 }
 
+/// One block's postings being gathered, entry by entry in seq order: by the writer, and by
+/// verification to compare with what is stored.
+#[derive(Debug)]
+pub(crate) struct BlockTerms {
+    block: u64,
+    terms: HashMap<String, Vec<u16>>,
+}
+
+impl BlockTerms {
+    pub(crate) fn new(block: u64) -> Self {
+        Self {
+            block,
+            terms: HashMap::new(),
+        }
+    }
+
+    /// Notes entry `seq`'s terms; returns the block's number once `seq` fills it.
+    pub(crate) fn add(&mut self, seq: u64, columns: &Columns) -> Option<u64> {
+        let offset = ((seq - 1) % self.block) as u16;
+        for term in terms(columns) {
+            let list = self.terms.entry(term).or_default();
+            // An entity may be both a hop and the subject; list each entry once.
+            if list.last() != Some(&offset) {
+                list.push(offset);
+            }
+        }
+        seq.is_multiple_of(self.block)
+            .then(|| (seq - 1) / self.block)
+    }
+
+    /// The gathered postings, in term order, leaving none.
+    pub(crate) fn take(&mut self) -> Vec<(String, Vec<u16>)> {
+        let mut terms: Vec<(String, Vec<u16>)> = self.terms.drain().collect();
+        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        terms
+    }
+}
+
+/// Block `block`'s stored postings, in term order.
+pub(crate) fn stored(conn: &Connection, block: u64) -> Result<Vec<(String, Vec<u16>)>, LogError> {
+    let mut statement =
+        conn.prepare("SELECT term, offsets FROM postings WHERE block = ?1 ORDER BY term")?;
+    let rows = statement.query_map([block as i64], |row| {
+        Ok((row.get::<_, String>(0)?, decode(&row.get::<_, Vec<u8>>(1)?)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// The writer's postings for the block being filled.
 #[derive(Debug)]
 pub(crate) struct Pending {
     state: IndexState,
-    terms: HashMap<String, Vec<u16>>,
+    terms: BlockTerms,
 }
 
 impl Pending {
@@ -137,7 +185,7 @@ impl Pending {
             .ok_or_else(|| LogError::Corrupt("the search index has no state row".into()))?;
         let mut pending = Self {
             state,
-            terms: HashMap::new(),
+            terms: BlockTerms::new(state.block),
         };
         // The tail, and after an upgrade from a log without this index, every entry.
         let mut statement = conn.prepare(
@@ -172,25 +220,11 @@ impl Pending {
         seq: u64,
         columns: &Columns,
     ) -> Result<(), LogError> {
-        let block = self.state.block;
-        let offset = ((seq - 1) % block) as u16;
-        for term in terms(columns) {
-            let list = self.terms.entry(term).or_default();
-            // An entity may be both a hop and the subject; list each entry once.
-            if list.last() != Some(&offset) {
-                list.push(offset);
-            }
-        }
-        if seq.is_multiple_of(block) {
-            self.seal(conn, (seq - 1) / block, seq)?;
-        }
-        Ok(())
-    }
-
-    fn seal(&mut self, conn: &Connection, block: u64, through: u64) -> Result<(), LogError> {
-        let mut terms: Vec<(String, Vec<u16>)> = self.terms.drain().collect();
-        // In key order, so the inserts walk the B-tree's last pages in one direction.
-        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let Some(block) = self.terms.add(seq, columns) else {
+            return Ok(());
+        };
+        // In term order, so the inserts walk the B-tree's last pages in one direction.
+        let terms = self.terms.take();
         let mut insert =
             conn.prepare("INSERT INTO postings (block, term, offsets) VALUES (?1, ?2, ?3)")?;
         for (term, offsets) in &terms {
@@ -198,9 +232,9 @@ impl Pending {
         }
         conn.execute(
             "UPDATE posting_state SET sealed_through = ?1 WHERE singleton = 1",
-            [through as i64],
+            [seq as i64],
         )?;
-        self.state.sealed_through = through;
+        self.state.sealed_through = seq;
         Ok(())
     }
 }

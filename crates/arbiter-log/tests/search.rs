@@ -320,3 +320,49 @@ fn a_format_1_log_is_upgraded_in_place_and_still_verifies() {
     assert_eq!(seqs, expected(&rows, &query));
     assert!(seqs.iter().any(|&seq| seq <= 40) && seqs.iter().any(|&seq| seq > 40));
 }
+
+fn verify_log(path: &Path) -> arbiter_log::VerifyReport {
+    let db = LogDb::open_read_only(path).unwrap();
+    let dir = path.parent().unwrap();
+    let public_key = read_public_key(&public_key_path(&dir.join("log.key"))).unwrap();
+    verify(
+        &db,
+        &VerifyOptions {
+            public_key,
+            external: Vec::new(),
+            from: 1,
+            to: None,
+            progress: None,
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn an_edited_search_index_is_reported_by_verification() {
+    let edits = [
+        // Hiding one agent's entries of block 3 from searches…
+        "DELETE FROM postings WHERE block = 3 AND term = 'e:Agent::\"a1\"'",
+        // …or one entry of them.
+        "UPDATE postings SET offsets = substr(offsets, 3) WHERE block = 5 AND term = 'a:read'",
+        // Listing an entry under a term it does not have.
+        "INSERT INTO postings (block, term, offsets) VALUES (0, 'e:Agent::\"ghost\"', X'0000')",
+    ];
+    for edit in edits {
+        let log = sample_log();
+        assert!(verify_log(&log.path).ok());
+        let conn = rusqlite::Connection::open(&log.path).unwrap();
+        assert_eq!(conn.execute(edit, []).unwrap(), 1, "{edit}");
+        drop(conn);
+        let report = verify_log(&log.path);
+        assert!(!report.ok(), "{edit} went unnoticed");
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|problem| problem.message.contains("search index")),
+            "{edit}: {:?}",
+            report.problems
+        );
+    }
+}
