@@ -229,7 +229,11 @@ impl Filter {
             }
         };
         text("e.kind = ?", &query.kind);
-        text("e.decision_id = ?", &query.decision_id);
+        // `<> ''` lets SQLite use the partial index on decision ids.
+        text(
+            "e.decision_id = ? AND e.decision_id <> ''",
+            &query.decision_id,
+        );
         text("e.owner = ?", &query.owner);
         text("e.outcome = ?", &query.outcome);
         text("e.action = ?", &query.action);
