@@ -117,22 +117,35 @@ impl StoredEntity {
             .is_some_and(|governance| governance.kind != IdentityKind::Human);
         let data = if compact && all_known {
             let (_, attrs, indirect, parents, tags) = entity.into_inner();
-            let known = |map: BTreeMap<SmolStr, PartialValue>| -> Box<[(SmolStr, Value)]> {
+            // An attribute naming an entity (an owner, a sponsor) holds the shared uid.
+            let known = |map: BTreeMap<SmolStr, PartialValue>,
+                         share: &mut dyn FnMut(&EntityUID) -> Arc<EntityUID>|
+             -> Box<[(SmolStr, Value)]> {
                 map.into_iter()
                     .filter_map(|(name, value)| match value {
+                        PartialValue::Value(Value {
+                            value: ValueKind::Lit(Literal::EntityUID(uid)),
+                            loc,
+                        }) => Some((
+                            name,
+                            Value {
+                                value: ValueKind::Lit(Literal::EntityUID(share(&uid))),
+                                loc,
+                            },
+                        )),
                         PartialValue::Value(value) => Some((name, value)),
                         PartialValue::Residual(_) => None,
                     })
                     .collect()
             };
-            let mut shared = |set: HashSet<EntityUID>| -> Box<[Arc<EntityUID>]> {
-                set.iter().map(&mut *share).collect()
-            };
+            let shared = |set: HashSet<EntityUID>,
+                          share: &mut dyn FnMut(&EntityUID) -> Arc<EntityUID>|
+             -> Box<[Arc<EntityUID>]> { set.iter().map(share).collect() };
             EntityData::Compact(CompactEntity {
-                attrs: known(attrs),
-                tags: known(tags),
-                parents: shared(parents),
-                indirect: shared(indirect),
+                attrs: known(attrs, share),
+                tags: known(tags, share),
+                parents: shared(parents, share),
+                indirect: shared(indirect, share),
             })
         } else {
             EntityData::Cedar(Arc::new(entity))
@@ -793,13 +806,25 @@ impl InventoryBuilder {
     /// Parses everything, closes the hierarchy and builds the inventory.
     pub fn build(self, schema: Option<&Schema>) -> Result<Inventory, InventoryError> {
         let mut governance = self.governance;
-        // Every uid is shared: an ancestor list holds pointers to its ancestors' own uids.
+        // Every uid is shared: an ancestor list holds pointers to its ancestors' own uids. The
+        // shared uids also share their type (each parsed uid has its own copy of the type's
+        // namespace path, which hashing and comparing a uid read): a decision hashes and
+        // compares many uids, and one copy of each type stays in cache.
         let mut interned: HashSet<Arc<EntityUID>> = HashSet::new();
+        let mut types: HashMap<EntityType, EntityType> = HashMap::new();
         let mut share = |uid: &EntityUID| -> Arc<EntityUID> {
             if let Some(shared) = interned.get(uid) {
                 return Arc::clone(shared);
             }
-            let shared = Arc::new(uid.clone());
+            let entity_type = types
+                .entry(uid.entity_type().clone())
+                .or_insert_with_key(|entity_type| entity_type.clone())
+                .clone();
+            let shared = Arc::new(EntityUID::from_components(
+                entity_type,
+                uid.eid().clone(),
+                None,
+            ));
             interned.insert(Arc::clone(&shared));
             shared
         };
