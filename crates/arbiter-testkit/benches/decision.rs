@@ -31,6 +31,11 @@ use std::time::{Duration, Instant};
 
 type BenchResult<T> = Result<T, Box<dyn Error>>;
 
+// The allocator the `arbiter` binary uses, for both sides: raw Cedar and Arbiter run in this one
+// process, so the comparison stays like for like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Workload seed; the inventory it generates does not depend on the policy count.
 const SEED: u64 = 0xBE7C_2002;
 /// Seed of the benchmark's requests.
