@@ -400,6 +400,15 @@ impl Gateway {
             .map(|upstream| (upstream, name))
     }
 
+    /// The server an exposed name points at, if it names one (empty if not), and that server's
+    /// own name for it: where a name no upstream lists is recorded.
+    fn server_and_name<'a>(&'a self, exposed: &'a str) -> (&'a str, &'a str) {
+        match self.route(exposed) {
+            Some((upstream, name)) => (upstream.name.as_str(), name),
+            None => exposed.split_once(SEPARATOR).unwrap_or(("", exposed)),
+        }
+    }
+
     fn decision_timeout(&self) -> Duration {
         Duration::from_millis(self.inner.config.decision_timeout_ms)
     }
@@ -523,11 +532,7 @@ impl Session {
         exposed: &str,
         arguments: &Map<String, Value>,
     ) -> ErrorData {
-        // The server the name points at, if it names one; its own name for the tool.
-        let (server, name) = match self.gateway.route(exposed) {
-            Some((upstream, name)) => (upstream.name.as_str(), name),
-            None => exposed.split_once(SEPARATOR).unwrap_or(("", exposed)),
-        };
+        let (server, name) = self.gateway.server_and_name(exposed);
         let target = Target::Tool {
             name,
             annotations: &Map::new(),
@@ -848,13 +853,7 @@ impl ServerHandler for Session {
             None => false,
         };
         let Some((upstream, name)) = routed.filter(|_| listed) else {
-            let (server, name) = match routed {
-                Some((upstream, name)) => (upstream.name.as_str(), name),
-                None => request
-                    .name
-                    .split_once(SEPARATOR)
-                    .unwrap_or(("", request.name.as_str())),
-            };
+            let (server, name) = self.gateway.server_and_name(&request.name);
             let target = Target::Prompt {
                 name,
                 listed: false,

@@ -490,13 +490,20 @@ fn checkpoint_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Checkpoint> 
     })
 }
 
+/// A JSON array column (`entities`, `policies`) of entry `seq`.
+pub(crate) fn list_column(
+    row: &rusqlite::Row<'_>,
+    seq: u64,
+    idx: usize,
+) -> Result<Vec<String>, LogError> {
+    let text: String = row.get(idx)?;
+    serde_json::from_str(&text)
+        .map_err(|err| LogError::Corrupt(format!("entry {seq}: column {idx}: {err}")))
+}
+
 pub(crate) fn row_from_sql(row: &rusqlite::Row<'_>) -> Result<Row, LogError> {
     let seq: i64 = row.get(0)?;
-    let list = |idx: usize| -> Result<Vec<String>, LogError> {
-        let text: String = row.get(idx)?;
-        serde_json::from_str(&text)
-            .map_err(|err| LogError::Corrupt(format!("entry {seq}: column {idx}: {err}")))
-    };
+    let list = |idx: usize| list_column(row, seq as u64, idx);
     Ok(Row {
         seq: seq as u64,
         columns: Columns {

@@ -8,6 +8,7 @@
 //! block (the tail) are not indexed yet; a search reads them from `entries` directly, so a
 //! search never depends on the index being current, and the index only narrows what is read.
 
+use crate::db::list_column;
 use crate::record::Columns;
 use crate::LogError;
 use rusqlite::{params, Connection, OptionalExtension, Statement};
@@ -194,17 +195,12 @@ impl Pending {
         let mut rows = statement.query([state.sealed_through as i64])?;
         while let Some(row) = rows.next()? {
             let seq = row.get::<_, i64>(0)? as u64;
-            let list = |idx: usize| -> Result<Vec<String>, LogError> {
-                let text: String = row.get(idx)?;
-                serde_json::from_str(&text)
-                    .map_err(|err| LogError::Corrupt(format!("entry {seq}: column {idx}: {err}")))
-            };
             let columns = Columns {
                 owner: row.get(1)?,
                 action: row.get(2)?,
                 resource: row.get(3)?,
-                entities: list(4)?,
-                policies: list(5)?,
+                entities: list_column(row, seq, 4)?,
+                policies: list_column(row, seq, 5)?,
                 ..Columns::default()
             };
             pending.add(conn, seq, &columns)?;

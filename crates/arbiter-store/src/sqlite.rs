@@ -275,6 +275,21 @@ impl Failure {
 }
 
 /// The write in progress: its transaction, its time, and who makes it why.
+/// Stores `identity` (replacing any with its kind and id) and records the change, in `change`'s
+/// transaction.
+fn put_identity_in(change: &Change<'_>, identity: &Identity) -> Result<u64, Failure> {
+    let before = load_identity(change.transaction, identity.kind, &identity.id)?;
+    write_identity(change.transaction, identity, change.now)?;
+    change.record(
+        change_kind::IDENTITY_PUT,
+        &identity.entity_ref().to_string(),
+        &WriteDetail {
+            after: identity,
+            before: before.as_ref(),
+        },
+    )
+}
+
 struct Change<'a> {
     transaction: &'a Transaction<'a>,
     now: Timestamp,
@@ -721,18 +736,7 @@ impl Store for SqliteStore {
 
     fn put_identity(&self, identity: &Identity, actor: &Actor, reason: &str) -> Result<u64> {
         validate::identity(identity)?;
-        self.write(actor, reason, |change| {
-            let before = load_identity(change.transaction, identity.kind, &identity.id)?;
-            write_identity(change.transaction, identity, change.now)?;
-            change.record(
-                change_kind::IDENTITY_PUT,
-                &identity.entity_ref().to_string(),
-                &WriteDetail {
-                    after: identity,
-                    before: before.as_ref(),
-                },
-            )
-        })
+        self.write(actor, reason, |change| put_identity_in(change, identity))
     }
 
     fn put_identities(
@@ -747,18 +751,7 @@ impl Store for SqliteStore {
         self.write(actor, reason, |change| {
             identities
                 .iter()
-                .map(|identity| {
-                    let before = load_identity(change.transaction, identity.kind, &identity.id)?;
-                    write_identity(change.transaction, identity, change.now)?;
-                    change.record(
-                        change_kind::IDENTITY_PUT,
-                        &identity.entity_ref().to_string(),
-                        &WriteDetail {
-                            after: identity,
-                            before: before.as_ref(),
-                        },
-                    )
-                })
+                .map(|identity| put_identity_in(change, identity))
                 .collect()
         })
     }
