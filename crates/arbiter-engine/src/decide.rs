@@ -53,8 +53,8 @@ pub struct CedarEvaluation {
     pub satisfied_forbids: Vec<String>,
     /// Ids of policies that raised an error (Cedar skips them).
     pub erroring: Vec<String>,
-    /// How many policies the index selected.
-    pub candidates: usize,
+    /// Ids of the policies the index selected (those whose scope may match).
+    pub candidates: Vec<String>,
 }
 
 impl CedarEvaluation {
@@ -199,7 +199,12 @@ impl Snapshot {
                 .filter_map(|(idx, _)| self.policy(*idx))
                 .map(|policy| policy.id.clone())
                 .collect(),
-            candidates: evaluation.candidates.len(),
+            candidates: evaluation
+                .candidates
+                .iter()
+                .filter_map(|idx| self.policy(*idx))
+                .map(|policy| policy.id.clone())
+                .collect(),
         })
     }
 
@@ -748,7 +753,9 @@ impl Snapshot {
             let Some(policy) = self.policy(policy_idx) else {
                 continue;
             };
-            match evaluator.interpret(&policy.condition, policy.policy.env()) {
+            // The index confirmed the scope, so the body decides (see `index`).
+            let condition = policy.body.as_ref().unwrap_or(&policy.condition);
+            match evaluator.interpret(condition, policy.policy.env()) {
                 Ok(value) => match as_bool(&value) {
                     Some(true) => satisfied.push(policy_idx),
                     Some(false) => {}

@@ -5,14 +5,21 @@
 //! by the most selective part of its scope and a request collects only the buckets its
 //! principal, the principal's ancestors, its action and the action's groups can reach.
 //!
-//! INVARIANT: the candidates are a superset of the policies whose scope matches the request.
-//! A policy left out has a scope that is false for the request, and a false scope makes Cedar's
-//! condition false without evaluating anything that could error, so leaving it out changes
-//! neither the outcome, nor the determining policies, nor the errors.
+//! INVARIANT: the candidates are exactly the policies whose scope holds for the request, except
+//! those whose scope the index cannot check (none today: templates are refused at load), which
+//! are candidates whenever their scope may hold and are evaluated with their scope.
+//! - A policy left out has a scope that is false for the request, and a false scope makes
+//!   Cedar's condition false without evaluating anything that could error, so leaving it out
+//!   changes neither the outcome, nor the determining policies, nor the errors.
+//! - For a candidate whose scope the index checked, Cedar's condition (`scope && body`) has the
+//!   value, or the error, of its body alone: a scope (`==`, `in`, `is` on entity literals) never
+//!   errors. So the decision evaluates only the body; the scope was most of the work Cedar did
+//!   per policy (building the action list, looking entities up to walk their ancestors).
 
 use crate::policies::CompiledPolicy;
 use cedar_policy_core::ast::{
-    ActionConstraint, EntityReference, EntityUID, PrincipalOrResourceConstraint,
+    ActionConstraint, EntityReference, EntityType, EntityUID, PrincipalOrResourceConstraint,
+    Template,
 };
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -117,6 +124,141 @@ struct ScopeCheck {
     resource: EntityCheck,
 }
 
+/// A principal or resource scope with Cedar's own uids and types, to confirm a match of
+/// hashes exactly: a hash collision must never make a policy's scope hold.
+#[derive(Debug)]
+enum ExactEntity {
+    Any,
+    Eq(EntityUID),
+    In(EntityUID),
+    Is(EntityType),
+    IsIn(EntityType, EntityUID),
+}
+
+#[derive(Debug)]
+enum ExactAction {
+    Any,
+    Eq(EntityUID),
+    In(Box<[EntityUID]>),
+}
+
+/// One policy's scope in Cedar's terms; `None` where the index cannot check it (slots).
+#[derive(Debug)]
+struct ExactScope {
+    principal: ExactEntity,
+    action: ExactAction,
+    resource: ExactEntity,
+}
+
+/// Types shared by the exact scopes, so that comparing a type reads one copy of its name.
+type TypeTable = FastMap<EntityType, EntityType>;
+
+impl ExactEntity {
+    fn new(constraint: &PrincipalOrResourceConstraint, types: &mut TypeTable) -> Option<Self> {
+        Some(match constraint {
+            PrincipalOrResourceConstraint::Any => Self::Any,
+            PrincipalOrResourceConstraint::Eq(EntityReference::EUID(uid)) => {
+                Self::Eq(shared_uid(uid, types))
+            }
+            PrincipalOrResourceConstraint::In(EntityReference::EUID(uid)) => {
+                Self::In(shared_uid(uid, types))
+            }
+            PrincipalOrResourceConstraint::Is(entity_type) => {
+                Self::Is(shared_type(entity_type, types))
+            }
+            PrincipalOrResourceConstraint::IsIn(entity_type, EntityReference::EUID(uid)) => {
+                Self::IsIn(shared_type(entity_type, types), shared_uid(uid, types))
+            }
+            // Slots: not checked here.
+            _ => return None,
+        })
+    }
+
+    /// Whether the scope holds for `entity`, whose ancestors are `ancestors` (as Cedar
+    /// evaluates `==`, `in` and `is`: `in` holds for the entity itself too).
+    fn holds(&self, entity: &EntityUID, ancestors: &[&EntityUID]) -> bool {
+        let is_in = |group: &EntityUID| entity == group || ancestors.contains(&group);
+        match self {
+            Self::Any => true,
+            Self::Eq(uid) => entity == uid,
+            Self::In(group) => is_in(group),
+            Self::Is(entity_type) => entity.entity_type() == entity_type,
+            Self::IsIn(entity_type, group) => entity.entity_type() == entity_type && is_in(group),
+        }
+    }
+}
+
+impl ExactAction {
+    fn new(constraint: &ActionConstraint, types: &mut TypeTable) -> Option<Self> {
+        Some(match constraint {
+            ActionConstraint::Any => Self::Any,
+            ActionConstraint::Eq(action) => Self::Eq(shared_uid(action, types)),
+            ActionConstraint::In(actions) => Self::In(
+                actions
+                    .iter()
+                    .map(|action| shared_uid(action, types))
+                    .collect(),
+            ),
+            #[allow(
+                unreachable_patterns,
+                reason = "ErrorConstraint exists only with Cedar's tolerant-ast feature"
+            )]
+            _ => return None,
+        })
+    }
+
+    /// `actions` is the request's action followed by its ancestors.
+    fn holds(&self, actions: &[&EntityUID]) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Eq(action) => actions
+                .first()
+                .is_some_and(|requested| *requested == action),
+            Self::In(groups) => groups.iter().any(|group| actions.contains(&group)),
+        }
+    }
+}
+
+impl ExactScope {
+    fn new(template: &Template, types: &mut TypeTable) -> Option<Self> {
+        Some(Self {
+            principal: ExactEntity::new(template.principal_constraint().as_inner(), types)?,
+            action: ExactAction::new(template.action_constraint(), types)?,
+            resource: ExactEntity::new(template.resource_constraint().as_inner(), types)?,
+        })
+    }
+
+    fn holds(&self, query: &IndexQuery<'_>) -> bool {
+        self.principal
+            .holds(query.principal, query.principal_ancestors)
+            && self.action.holds(query.actions)
+            && self
+                .resource
+                .holds(query.resource, query.resource_ancestors)
+    }
+}
+
+fn shared_type(entity_type: &EntityType, types: &mut TypeTable) -> EntityType {
+    types
+        .entry(entity_type.clone())
+        .or_insert_with(|| entity_type.clone())
+        .clone()
+}
+
+fn shared_uid(uid: &EntityUID, types: &mut TypeTable) -> EntityUID {
+    EntityUID::from_components(
+        shared_type(uid.entity_type(), types),
+        uid.eid().clone(),
+        None,
+    )
+}
+
+/// Whether the index checks this policy's scope exactly, so that a decision may evaluate only
+/// its body (see the INVARIANT above).
+pub(crate) fn checks_scope_of(template: &Template) -> bool {
+    ExactScope::new(template, &mut TypeTable::default()).is_some()
+}
+
 /// A request's principal or resource as the index sees it.
 struct EntityProbe {
     /// The entity's type, hashed.
@@ -210,6 +352,8 @@ pub(crate) struct PolicyIndex {
     unscoped: ActionBuckets,
     /// Every policy's scope, by policy index (overlay policies included, never consulted).
     scopes: Vec<ScopeCheck>,
+    /// The same scopes in Cedar's terms, read only for policies whose hashes matched.
+    exact: Vec<Option<ExactScope>>,
 }
 
 /// Policies keyed by a principal or resource scope.
@@ -266,8 +410,10 @@ pub(crate) struct IndexQuery<'a> {
 impl PolicyIndex {
     pub(crate) fn build(policies: &[CompiledPolicy]) -> Self {
         let mut index = PolicyIndex::default();
+        let mut types = TypeTable::default();
         for (policy_idx, policy) in policies.iter().enumerate() {
             let template = policy.policy.template();
+            index.exact.push(ExactScope::new(template, &mut types));
             let scope = ScopeCheck {
                 principal: EntityCheck::new(
                     template.principal_constraint().as_inner(),
@@ -318,14 +464,14 @@ impl PolicyIndex {
         }
     }
 
-    /// Indices of the policies whose scope matches the request, sorted and without duplicates.
+    /// Indices of the policies whose scope holds for the request, sorted and without
+    /// duplicates.
     ///
     /// A bucket is keyed by one part of a policy's scope; the other parts are checked here, on
     /// the uids and ancestors the request already has, so that a policy whose scope is false
     /// is neither evaluated nor allowed to widen the entity slice (with its entity literals and
-    /// how far it reads). Cedar evaluates a false scope to false without reading anything that
-    /// could error, so leaving such a policy out changes no outcome, determining policy or
-    /// error (see the INVARIANT above).
+    /// how far it reads). Hashes are compared first; a policy whose hashes match is confirmed on
+    /// Cedar's uids and types (see the INVARIANT above).
     pub(crate) fn candidates(&self, query: &IndexQuery<'_>) -> Vec<u32> {
         let principal = self.probe(query.principal, query.principal_ancestors);
         let resource = self.probe(query.resource, query.resource_ancestors);
@@ -341,11 +487,16 @@ impl PolicyIndex {
         out.sort_unstable();
         out.dedup();
         out.retain(|policy_idx| {
-            self.scopes.get(*policy_idx as usize).is_none_or(|scope| {
+            let idx = *policy_idx as usize;
+            self.scopes.get(idx).is_none_or(|scope| {
                 scope.principal.may_match(&principal)
                     && scope.action.may_match(&actions)
                     && scope.resource.may_match(&resource)
-            })
+            }) && self
+                .exact
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_none_or(|exact| exact.holds(query))
         });
         out
     }

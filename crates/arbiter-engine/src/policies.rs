@@ -1,7 +1,7 @@
 //! Loading Cedar policies: parse, validate against an optional schema, and compile each policy
 //! into the form the decision path needs (its full condition, its scope, what it references).
 
-use crate::index::PolicyIndex;
+use crate::index::{checks_scope_of, PolicyIndex};
 use crate::reach::{reach_of, reads_of, Reach, Reads};
 use crate::schema::Schema;
 use crate::source_error::{locate, SourceError};
@@ -42,6 +42,10 @@ pub(crate) struct CompiledPolicy {
     pub(crate) policy: ast::Policy,
     /// Scope and conditions as one expression, built once so the hot path allocates none.
     pub(crate) condition: Expr,
+    /// The conditions alone (`true` when there are none), when the index checks the scope
+    /// exactly: what a decision evaluates for a candidate (see `index`). `None` for a scope the
+    /// index cannot check, evaluated in full.
+    pub(crate) body: Option<Expr>,
     /// Only the scope (principal, action, resource), for nearest-miss explanations.
     pub(crate) scope: Expr,
     pub(crate) annotations: BTreeMap<String, String>,
@@ -304,6 +308,12 @@ fn compile_policy(policy: &ast::Policy, id: String) -> CompiledPolicy {
         .map(entity_literals)
         .unwrap_or_default();
     let condition = policy.condition();
+    let body = checks_scope_of(template).then(|| {
+        policy
+            .non_scope_constraints()
+            .cloned()
+            .unwrap_or_else(|| Expr::val(true))
+    });
     let overlay = annotations.get(OVERLAY_ANNOTATION).cloned();
     CompiledPolicy {
         overlay,
@@ -312,6 +322,7 @@ fn compile_policy(policy: &ast::Policy, id: String) -> CompiledPolicy {
         reach: reach_of(&condition),
         reads: reads_of(&condition),
         condition,
+        body,
         scope,
         annotations,
         approval,

@@ -13,6 +13,10 @@ use arbiter_engine::DecideOptions;
 use arbiter_testkit::{generate, WorkloadConfig};
 use std::time::Instant;
 
+// The same allocator as the `arbiter` binary and the decision bench.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let policies: usize = std::env::var("PROFILE_POLICIES")
         .ok()
@@ -41,10 +45,16 @@ fn main() {
     let started = Instant::now();
     let mut allowed = 0usize;
     let rounds = 10;
-    for _ in 0..rounds {
+    // PROFILE_HOT=1 decides each request `rounds` times in a row (caches warm), to tell
+    // memory stalls from work.
+    let hot = std::env::var("PROFILE_HOT").is_ok();
+    let (outer, inner) = if hot { (1, rounds) } else { (rounds, 1) };
+    for _ in 0..outer {
         for request in &requests {
-            if snapshot.decide(request, &options).outcome == arbiter_core::Outcome::Allow {
-                allowed += 1;
+            for _ in 0..inner {
+                if snapshot.decide(request, &options).outcome == arbiter_core::Outcome::Allow {
+                    allowed += 1;
+                }
             }
         }
     }

@@ -267,8 +267,8 @@ fn compare(
         Ok(engine) => engine,
         Err(err) => return Some(report(request, &format!("engine error: {err}"), &response)),
     };
-    tally.candidates += engine.candidates;
-    tally.max_candidates = tally.max_candidates.max(engine.candidates);
+    tally.candidates += engine.candidates.len();
+    tally.max_candidates = tally.max_candidates.max(engine.candidates.len());
     if !cedar_allowed {
         if engine.satisfied_forbids.is_empty() {
             tally.denies_no_permit += 1;
