@@ -350,10 +350,10 @@ pub(crate) struct PolicyIndex {
     by_principal: ScopedBuckets,
     by_resource: ScopedBuckets,
     unscoped: ActionBuckets,
-    /// Every policy's scope, by policy index (overlay policies included, never consulted).
-    scopes: Vec<ScopeCheck>,
-    /// The same scopes in Cedar's terms, read only for policies whose hashes matched.
-    exact: Vec<Option<ExactScope>>,
+    /// Every policy's scope, by policy index (overlay policies included, never consulted):
+    /// hashed, and in Cedar's terms to confirm a match of hashes. Side by side, so that a
+    /// candidate's confirmation reads memory its hash check has just brought into the cache.
+    scopes: Vec<(ScopeCheck, Option<ExactScope>)>,
 }
 
 /// Policies keyed by a principal or resource scope.
@@ -413,7 +413,6 @@ impl PolicyIndex {
         let mut types = TypeTable::default();
         for (policy_idx, policy) in policies.iter().enumerate() {
             let template = policy.policy.template();
-            index.exact.push(ExactScope::new(template, &mut types));
             let scope = ScopeCheck {
                 principal: EntityCheck::new(
                     template.principal_constraint().as_inner(),
@@ -448,7 +447,9 @@ impl PolicyIndex {
                     index.unscoped.insert(&scope.action, policy_idx);
                 }
             }
-            index.scopes.push(scope);
+            index
+                .scopes
+                .push((scope, ExactScope::new(template, &mut types)));
         }
         index
     }
@@ -487,16 +488,14 @@ impl PolicyIndex {
         out.sort_unstable();
         out.dedup();
         out.retain(|policy_idx| {
-            let idx = *policy_idx as usize;
-            self.scopes.get(idx).is_none_or(|scope| {
-                scope.principal.may_match(&principal)
-                    && scope.action.may_match(&actions)
-                    && scope.resource.may_match(&resource)
-            }) && self
-                .exact
-                .get(idx)
-                .and_then(Option::as_ref)
-                .is_none_or(|exact| exact.holds(query))
+            self.scopes
+                .get(*policy_idx as usize)
+                .is_none_or(|(scope, exact)| {
+                    scope.principal.may_match(&principal)
+                        && scope.action.may_match(&actions)
+                        && scope.resource.may_match(&resource)
+                        && exact.as_ref().is_none_or(|exact| exact.holds(query))
+                })
         });
         out
     }
