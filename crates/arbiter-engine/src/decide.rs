@@ -754,7 +754,7 @@ impl Snapshot {
                 continue;
             };
             // The index confirmed the scope, so the body decides (see `index`).
-            let condition = policy.body.as_ref().unwrap_or(&policy.condition);
+            let condition = policy.body.as_deref().unwrap_or(&policy.condition);
             match evaluator.interpret(condition, policy.policy.env()) {
                 Ok(value) => match as_bool(&value) {
                     Some(true) => satisfied.push(policy_idx),
