@@ -36,9 +36,8 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 ///
 /// INVARIANT: equal uids have equal hashes, so the index never leaves out a policy whose scope
 /// matches. Two different uids with the same hash (about one chance in 2^64 per comparison,
-/// with a per-process random seed) can only make a policy a candidate wrongly, and a candidate
-/// is evaluated with its whole condition, scope included, which Cedar then finds false: the
-/// outcome, the determining policies and the errors stay Cedar's.
+/// with a per-process random seed) would match wrongly, so every match of hashes is confirmed
+/// on Cedar's uids and types (`ExactScope`) before the policy becomes a candidate.
 type Key = u64;
 
 /// Policies keyed by entity uid hash.
@@ -343,10 +342,11 @@ impl ActionCheck {
     }
 }
 
-/// The index itself: immutable, built once per policy set.
+/// The index itself: immutable, built once per policy set. `S` hashes uids and types (a test
+/// swaps in one where everything collides).
 #[derive(Debug, Default)]
-pub(crate) struct PolicyIndex {
-    hasher: foldhash::fast::RandomState,
+pub(crate) struct PolicyIndex<S = foldhash::fast::RandomState> {
+    hasher: S,
     by_principal: ScopedBuckets,
     by_resource: ScopedBuckets,
     unscoped: ActionBuckets,
@@ -407,9 +407,9 @@ pub(crate) struct IndexQuery<'a> {
     pub(crate) resource_ancestors: &'a [&'a EntityUID],
 }
 
-impl PolicyIndex {
+impl<S: BuildHasher + Default> PolicyIndex<S> {
     pub(crate) fn build(policies: &[CompiledPolicy]) -> Self {
-        let mut index = PolicyIndex::default();
+        let mut index = Self::default();
         let mut types = TypeTable::default();
         for (policy_idx, policy) in policies.iter().enumerate() {
             let template = policy.policy.template();
@@ -498,5 +498,75 @@ impl PolicyIndex {
                 })
         });
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PolicySet, PolicySource};
+    use std::hash::{BuildHasherDefault, Hasher};
+    use std::str::FromStr;
+
+    /// Every uid and type hashes to the same value: every hash comparison matches.
+    #[derive(Default)]
+    struct Colliding;
+
+    impl Hasher for Colliding {
+        fn finish(&self) -> u64 {
+            7
+        }
+        fn write(&mut self, _bytes: &[u8]) {}
+    }
+
+    fn uid(text: &str) -> EntityUID {
+        EntityUID::from_str(text).expect("a valid uid")
+    }
+
+    #[test]
+    fn a_collision_of_hashes_never_makes_a_scope_hold() {
+        let text = r#"
+            permit(principal == Agent::"a", action == Action::"read", resource);
+            permit(principal == Agent::"b", action == Action::"read", resource);
+            permit(principal in Group::"g1", action in [Action::"write", Action::"readonly"], resource);
+            permit(principal in Group::"g2", action, resource);
+            permit(principal is Agent, action, resource is Tool);
+            permit(principal is Service, action, resource);
+            permit(principal is Agent in Group::"g1", action == Action::"read", resource in Server::"s");
+            permit(principal, action == Action::"delete", resource == Tool::"t");
+            permit(principal, action, resource == Tool::"other");
+            permit(principal, action, resource is Tool in Server::"elsewhere");
+            forbid(principal, action, resource);
+        "#;
+        let set = PolicySet::compile(
+            vec![PolicySource {
+                name: "scopes.cedar".to_owned(),
+                text: text.to_owned(),
+            }],
+            None,
+            1,
+        )
+        .expect("the policies compile");
+        let (agent, group, read, readonly, tool, server) = (
+            uid(r#"Agent::"a""#),
+            uid(r#"Group::"g1""#),
+            uid(r#"Action::"read""#),
+            uid(r#"Action::"readonly""#),
+            uid(r#"Tool::"t""#),
+            uid(r#"Server::"s""#),
+        );
+        let query = IndexQuery {
+            principal: &agent,
+            principal_ancestors: &[&group],
+            actions: &[&read, &readonly],
+            resource: &tool,
+            resource_ancestors: &[&server],
+        };
+        // Policies 0 (the agent), 2 (its group, and `read` is in `readonly`), 4 (types),
+        // 6 (type, group, action and server) and 10 (everything).
+        let holding = vec![0, 2, 4, 6, 10];
+        let colliding = PolicyIndex::<BuildHasherDefault<Colliding>>::build(&set.policies);
+        assert_eq!(colliding.candidates(&query), holding);
+        assert_eq!(set.index.candidates(&query), holding);
     }
 }
