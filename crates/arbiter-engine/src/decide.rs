@@ -820,10 +820,10 @@ impl Snapshot {
         // cloned: uid clones and hashing were most of a slice's cost.
         let too_large = || Unresolvable(GuardViolation::EntitySliceTooLarge { max_entities: max });
         let mut found: Vec<&EntityUID> = Vec::new();
-        if policies().all(|policy| matches!(policy.reads, Reads::Paths(_))) {
+        if policies().all(|policy| matches!(*policy.reads, Reads::Paths(_))) {
             let mut followed: Vec<&Path> = Vec::new();
             for policy in policies() {
-                let Reads::Paths(paths) = &policy.reads else {
+                let Reads::Paths(paths) = &*policy.reads else {
                     continue;
                 };
                 for path in paths.iter() {

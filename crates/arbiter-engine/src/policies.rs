@@ -35,30 +35,36 @@ pub struct PolicySource {
 }
 
 /// A policy ready for the decision path.
+///
+/// The fields a decision reads for every candidate come first, in declared order (`repr(C)`),
+/// and each policy starts a cache line: at 10,000 policies the candidates are cold, and these
+/// then cost two cache misses per candidate instead of one per field.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(crate) struct CompiledPolicy {
-    pub(crate) id: String,
-    pub(crate) effect: Effect,
-    pub(crate) policy: ast::Policy,
-    /// Scope and conditions as one expression, built once so the hot path allocates none.
-    pub(crate) condition: Expr,
     /// The conditions alone (`true` when there are none), when the index checks the scope
     /// exactly: what a decision evaluates for a candidate (see `index`). `None` for a scope the
     /// index cannot check, evaluated in full. Without source locations, and sharing identical
     /// subexpressions with other policies (see `SharedExprs`).
     pub(crate) body: Option<Arc<Expr>>,
-    /// Only the scope (principal, action, resource), for nearest-miss explanations.
-    pub(crate) scope: Expr,
-    pub(crate) annotations: BTreeMap<String, String>,
-    pub(crate) approval: Option<String>,
+    /// The access paths the policy reads entities through: what the slice must hold. Shared
+    /// by the policies that read the same (see `SharedExprs`).
+    pub(crate) reads: Arc<Reads>,
+    pub(crate) effect: Effect,
+    pub(crate) id: String,
     pub(crate) required_signals: Vec<String>,
-    /// Entity literals in the conditions; they must be in the per-request entity slice.
-    pub(crate) literal_refs: Vec<EntityUID>,
+    pub(crate) approval: Option<String>,
     /// How far from the request's entities the policy reads: bounds the slice when `reads`
     /// cannot.
     pub(crate) reach: Reach,
-    /// The access paths the policy reads entities through: what the slice must hold.
-    pub(crate) reads: Reads,
+    pub(crate) policy: ast::Policy,
+    /// Scope and conditions as one expression, built once so the hot path allocates none.
+    pub(crate) condition: Expr,
+    /// Only the scope (principal, action, resource), for nearest-miss explanations.
+    pub(crate) scope: Expr,
+    pub(crate) annotations: BTreeMap<String, String>,
+    /// Entity literals in the conditions; they must be in the per-request entity slice.
+    pub(crate) literal_refs: Vec<EntityUID>,
     /// The overlay this policy belongs to (`@overlay`); such policies are not indexed.
     pub(crate) overlay: Option<String>,
 }
@@ -288,6 +294,8 @@ fn policy_id(policy: &ast::Policy, source_name: &str, prefix_ids: bool) -> Strin
 struct SharedExprs {
     /// Cedar compares and hashes expressions by structure, ignoring locations.
     nodes: std::collections::HashMap<Expr, Arc<Expr>>,
+    /// What policies read, shared the same way: most read the same few paths.
+    reads: std::collections::HashMap<Reads, Arc<Reads>>,
 }
 
 impl SharedExprs {
@@ -366,6 +374,14 @@ impl SharedExprs {
         shared
     }
 
+    fn share_reads(&mut self, reads: Reads) -> Arc<Reads> {
+        Arc::clone(
+            self.reads
+                .entry(reads)
+                .or_insert_with_key(|reads| Arc::new(reads.clone())),
+        )
+    }
+
     /// For the members of sets, records and argument lists, which Cedar holds inline: the node
     /// itself is a copy, its subexpressions are shared.
     fn share_inline(&mut self, expr: &Expr) -> Expr {
@@ -421,7 +437,7 @@ fn compile_policy(policy: &ast::Policy, id: String, shared: &mut SharedExprs) ->
         id,
         effect,
         reach: reach_of(&condition),
-        reads: reads_of(&condition),
+        reads: shared.share_reads(reads_of(&condition)),
         condition,
         body,
         scope,

@@ -23,7 +23,7 @@ use cedar_policy_core::ast::{BinaryOp, EntityUID, Expr, ExprKind, Literal, Var};
 use smol_str::SmolStr;
 
 /// How deep a policy reads: entities within this distance of the roots must be in the slice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) enum Reach {
     /// Reads entities at most this far from the roots (0: only the roots themselves).
     Within(u32),
@@ -154,7 +154,7 @@ fn depth(expr: &Expr) -> Option<Depth> {
 }
 
 /// Where an access path starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Origin {
     Principal,
     Action,
@@ -166,7 +166,7 @@ pub(crate) enum Origin {
 }
 
 /// One step of an access path: an attribute (of an entity, or a field of a record) or a tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Step {
     Attr(SmolStr),
     Tag(SmolStr),
@@ -176,7 +176,7 @@ pub(crate) enum Step {
 
 /// An access path whose value, where it is an entity, has its data read by the policy: that
 /// entity must be in the slice.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Path {
     pub(crate) origin: Origin,
     pub(crate) steps: Box<[Step]>,
@@ -184,7 +184,7 @@ pub(crate) struct Path {
 
 /// What a policy reads beyond the request's principal, action and resource (which every
 /// slice holds).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Reads {
     /// Exactly the entities these paths lead to (and nothing when empty).
     Paths(Box<[Path]>),
