@@ -30,8 +30,8 @@ pub use inventory::{
     InventoryError, RESERVED_ATTRIBUTES,
 };
 pub use policies::{
-    PolicyError, PolicySet, PolicySource, APPROVAL_ANNOTATION, ID_ANNOTATION, OVERLAY_ANNOTATION,
-    REASON_ANNOTATION, REQUIRES_SIGNALS_ANNOTATION,
+    PolicyError, PolicySet, PolicySource, APPROVAL_ANNOTATION, ID_ANNOTATION, MAX_BRACKET_NESTING,
+    MAX_EXPRESSION_DEPTH, OVERLAY_ANNOTATION, REASON_ANNOTATION, REQUIRES_SIGNALS_ANNOTATION,
 };
 pub use schema::Schema;
 pub use snapshot::{EngineConfig, OrphanRule, Snapshot, SnapshotCell, ORPHAN_RULE_CONTROL};

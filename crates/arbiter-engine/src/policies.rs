@@ -4,7 +4,7 @@
 use crate::index::{checks_scope_of, PolicyIndex};
 use crate::reach::{reach_of, reads_of, Reach, Reads};
 use crate::schema::Schema;
-use crate::source_error::{locate, SourceError};
+use crate::source_error::{line_column, locate, SourceError};
 use arbiter_core::Effect;
 use cedar_policy_core::ast::{self, EntityUID, Expr, ExprKind, Literal, PolicyID};
 use cedar_policy_core::parser::parse_policyset;
@@ -24,6 +24,18 @@ pub const ID_ANNOTATION: &str = "id";
 /// Marks a forbid policy as part of a named restricted overlay: it applies only to what a
 /// `downgrade` control places under that overlay, never otherwise.
 pub const OVERLAY_ANNOTATION: &str = "overlay";
+
+/// Most brackets (`(`, `[`, `{`) one policy text may nest. Cedar's parser recurses once per
+/// level, with frames of several kilobytes: about 150 levels overflow the 2 MiB stack of a
+/// server's worker thread, which aborts the process. No policy a person writes comes close.
+pub const MAX_BRACKET_NESTING: usize = 64;
+
+/// Most levels one policy's conditions may nest (a chain of 200 `&&` is about 200 levels).
+/// Cedar parses long chains without recursing, but compiling, explaining and printing a policy
+/// walk its expression recursively: unoptimised, such a walk overflowed a 2 MiB stack at about
+/// 470 levels (optimised, at about 4,000). A longer list of alternatives reads better as a set:
+/// `["a", "b"].contains(principal.team)`.
+pub const MAX_EXPRESSION_DEPTH: usize = 256;
 
 /// One policy file's text and the name to report errors against.
 #[derive(Debug, Clone)]
@@ -97,6 +109,10 @@ impl PolicySet {
         let mut errors = Vec::new();
         let mut shared = SharedExprs::default();
         for source in &sources {
+            if let Some(error) = too_deeply_bracketed(source) {
+                errors.push(error);
+                continue;
+            }
             let parsed = match parse_policyset(&source.text) {
                 Ok(parsed) => parsed,
                 Err(parse_errors) => {
@@ -123,6 +139,17 @@ impl PolicySet {
             }
             for policy in parsed.static_policies() {
                 let id = policy_id(policy, &source.name, prefix_ids);
+                let depth = expression_depth(&policy.condition());
+                if depth > MAX_EXPRESSION_DEPTH {
+                    errors.push(SourceError::without_location(
+                        &source.name,
+                        format!(
+                            "policy `{id}` nests its conditions {depth} levels deep; at most \
+                             {MAX_EXPRESSION_DEPTH} are accepted: split it into several policies"
+                        ),
+                    ));
+                    continue;
+                }
                 if !seen_ids.insert(id.clone()) {
                     errors.push(SourceError::without_location(
                         &source.name,
@@ -276,6 +303,96 @@ fn policy_id(policy: &ast::Policy, source_name: &str, prefix_ids: bool) -> Strin
     } else {
         policy.id().to_string()
     }
+}
+
+/// The first bracket nested deeper than `MAX_BRACKET_NESTING`, as an error at its place.
+/// Brackets inside string literals and `//` comments do not count.
+fn too_deeply_bracketed(source: &PolicySource) -> Option<SourceError> {
+    let text = &source.text;
+    let mut depth = 0usize;
+    let mut chars = text.char_indices().peekable();
+    while let Some((offset, c)) = chars.next() {
+        match c {
+            '"' => {
+                // To the closing quote; a backslash escapes the next character.
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '/' if chars.peek().is_some_and(|(_, next)| *next == '/') => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > MAX_BRACKET_NESTING {
+                    let (line, column) = line_column(text, offset);
+                    return Some(SourceError {
+                        source_name: source.name.clone(),
+                        line: Some(line),
+                        column: Some(column),
+                        message: format!(
+                            "brackets nest more than {MAX_BRACKET_NESTING} levels deep here"
+                        ),
+                    });
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// How many levels `expr` nests, counted without recursing (it is checked before anything
+/// walks it recursively).
+fn expression_depth<'e>(expr: &'e Expr) -> usize {
+    let mut deepest = 0;
+    let mut pending: Vec<(&'e Expr, usize)> = vec![(expr, 1)];
+    while let Some((expr, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        let mut push = |child: &'e Expr| pending.push((child, depth + 1));
+        match expr.expr_kind() {
+            ExprKind::If {
+                test_expr,
+                then_expr,
+                else_expr,
+            } => {
+                push(test_expr);
+                push(then_expr);
+                push(else_expr);
+            }
+            ExprKind::And { left, right } | ExprKind::Or { left, right } => {
+                push(left);
+                push(right);
+            }
+            ExprKind::BinaryApp { arg1, arg2, .. } => {
+                push(arg1);
+                push(arg2);
+            }
+            ExprKind::UnaryApp { arg: expr, .. }
+            | ExprKind::GetAttr { expr, .. }
+            | ExprKind::HasAttr { expr, .. }
+            | ExprKind::ExtHasAttr { expr, .. }
+            | ExprKind::Like { expr, .. }
+            | ExprKind::Is { expr, .. } => push(expr),
+            ExprKind::ExtensionFunctionApp { args: items, .. } | ExprKind::Set(items) => {
+                items.iter().for_each(&mut push);
+            }
+            ExprKind::Record(fields) => fields.values().for_each(&mut push),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Identical subexpressions of the policies' bodies, built once and shared (hash consing).

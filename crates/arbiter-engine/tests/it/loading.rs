@@ -1,7 +1,9 @@
 //! Loading policies, schemas and inventories: errors are located and nothing half-loads.
 
 use arbiter_core::{EntityRef, Identity, IdentityKind, InventoryDocument, Lifecycle};
-use arbiter_engine::{InventoryBuilder, PolicySet, PolicySource, Schema};
+use arbiter_engine::{
+    InventoryBuilder, PolicySet, PolicySource, Schema, MAX_BRACKET_NESTING, MAX_EXPRESSION_DEPTH,
+};
 
 fn source(name: &str, text: &str) -> PolicySource {
     PolicySource {
@@ -33,6 +35,69 @@ entity Agent { tier: Long };
 entity Dataset;
 action read appliesTo { principal: [Agent, Human], resource: Dataset };
 "#;
+
+/// Compiles on a thread with the 2 MiB stack of a tokio worker, where a server compiles an
+/// uploaded policy set: a stack overflow there aborts the process, so the test would too.
+fn compile_on_a_worker_stack(text: String) -> Result<PolicySet, arbiter_engine::PolicyError> {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || PolicySet::compile(vec![source("deep.cedar", &text)], None, 1))
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+#[test]
+fn deeply_nested_brackets_are_refused_where_they_nest_too_deep() {
+    // Cedar's parser recurses per bracket and overflowed a 2 MiB stack at about 150 levels.
+    let levels = 1_000;
+    let text = format!(
+        "permit(principal, action, resource)\n  when {{ {}context.mfa{} }};",
+        "(".repeat(levels),
+        ")".repeat(levels)
+    );
+    let err = compile_on_a_worker_stack(text).unwrap_err();
+    let first = &err.errors[0];
+    // Line 2 is `  when { ((((…`: the brace is the first level, the first parenthesis at column 10.
+    assert_eq!(
+        (first.line, first.column),
+        (Some(2), Some(9 + MAX_BRACKET_NESTING)),
+        "{err}"
+    );
+    assert!(first.message.contains("nest"), "{err}");
+
+    // Brackets in strings and comments do not count; nesting within the limit compiles.
+    let quoted = "(".repeat(500);
+    let within = MAX_BRACKET_NESTING - 3;
+    let text = format!(
+        "// {quoted}\npermit(principal, action, resource) when {{ {}context.note == \"{quoted}\"{} }};",
+        "(".repeat(within),
+        ")".repeat(within)
+    );
+    assert_eq!(compile_on_a_worker_stack(text).unwrap().len(), 1);
+}
+
+#[test]
+fn conditions_nested_too_deep_are_refused_by_policy() {
+    let chain = |terms: usize| {
+        let terms: Vec<String> = (0..terms).map(|i| format!("context.n != {i}")).collect();
+        format!(
+            "@id(\"long\")\npermit(principal, action, resource) when {{ {} }};",
+            terms.join(" && ")
+        )
+    };
+    // A chain of `&&` nests one level per term; 5,000 overflowed a 2 MiB stack compiling.
+    let err = compile_on_a_worker_stack(chain(5_000)).unwrap_err();
+    assert!(err.errors[0].message.contains("`long`"), "{err}");
+    assert!(
+        err.errors[0]
+            .message
+            .contains(&MAX_EXPRESSION_DEPTH.to_string()),
+        "{err}"
+    );
+    assert_eq!(compile_on_a_worker_stack(chain(240)).unwrap().len(), 1);
+    assert!(compile_on_a_worker_stack(chain(300)).is_err());
+}
 
 #[test]
 fn validation_errors_name_file_line_and_column() {

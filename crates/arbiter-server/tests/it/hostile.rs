@@ -296,6 +296,37 @@ async fn hostile_requests_get_a_4xx_naming_the_problem_and_change_nothing() {
             failures.push(format!("{method} {path} {status} {problem} <- {body}"));
         }
     }
+    // Policy text nested deep enough to overflow a worker thread's stack in Cedar's parser (1,000
+    // brackets) or in a walk over the compiled policy (a chain of 5,000 conditions): refused.
+    let terms: Vec<String> = (0..5_000).map(|i| format!("context.n != {i}")).collect();
+    for text in [
+        format!(
+            "permit(principal, action, resource) when {{ {}context.mfa{} }};",
+            "(".repeat(1_000),
+            ")".repeat(1_000)
+        ),
+        format!(
+            "permit(principal, action, resource) when {{ {} }};",
+            terms.join(" && ")
+        ),
+    ] {
+        let body =
+            serde_json::json!({"sources": [{"name": "deep.cedar", "text": text}], "reason": "x"});
+        let (status, _, problem) = server
+            .send(
+                "POST",
+                "/admin/v1/policies",
+                Some(&admin),
+                Some(body.to_string()),
+            )
+            .await;
+        sent += 1;
+        if !(400..500).contains(&status) || problem["detail"].as_str().is_none_or(str::is_empty) {
+            failures.push(format!(
+                "POST /admin/v1/policies {status} {problem} <- deep policy"
+            ));
+        }
+    }
     println!("hostile requests sent: {sent}");
     assert!(sent >= 200, "only {sent} hostile requests");
     assert!(
