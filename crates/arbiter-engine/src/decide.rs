@@ -53,7 +53,7 @@ pub struct CedarEvaluation {
     pub satisfied_forbids: Vec<String>,
     /// Ids of policies that raised an error (Cedar skips them).
     pub erroring: Vec<String>,
-    /// Ids of the policies the index selected (those whose scope may match).
+    /// Ids of the policies the index selected: those whose scope holds.
     pub candidates: Vec<String>,
 }
 

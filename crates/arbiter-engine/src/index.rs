@@ -65,8 +65,8 @@ impl UidBuckets {
 ///
 /// Why inline: at 10,000 policies a request probes a handful of keys (its principal, the
 /// principal's groups, its resource, the resource's server), each cold in the cache. A bucket
-/// holds a few policies, so keeping them in the table's own slot (rather than behind two
-/// vectors) saves two cache misses per probe.
+/// holds a few policies, so they are kept in the table's own slot rather than behind two
+/// vectors (a small gain: about 0.4 µs a decision at 10,000 policies, within the noise).
 #[derive(Debug, Default)]
 struct ActionBuckets {
     filed: SmallVec<[Filed; 3]>,
