@@ -2,7 +2,10 @@
 //! profiler sees mostly `Snapshot::decide`:
 //! `cargo build --profile bench -p arbiter-testkit --example profile_decide`, then
 //! `PROFILE_POLICIES=10000 perf record -g target/release/examples/profile_decide`.
-//! Prints the mean wall and CPU time per decision.
+//! Prints the mean wall and CPU time per decision. `PROFILE_HOT=1` decides each request ten
+//! times in a row, so caches are warm: the difference from a normal run is time spent waiting
+//! for memory. (`perf record --call-graph dwarf` attributes Cedar's deep recursion better than
+//! `-g` on this build.)
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
