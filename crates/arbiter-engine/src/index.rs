@@ -361,10 +361,14 @@ pub(crate) struct PolicyIndex<S = foldhash::fast::RandomState> {
     by_principal: ScopedBuckets,
     by_resource: ScopedBuckets,
     unscoped: ActionBuckets,
-    /// Every policy's scope, by policy index (overlay policies included, never consulted):
-    /// hashed, and in Cedar's terms to confirm a match of hashes. Side by side, so that a
-    /// candidate's confirmation reads memory its hash check has just brought into the cache.
-    scopes: Vec<(ScopeCheck, Option<ExactScope>)>,
+    /// Every policy's scope, hashed, by policy index (overlay policies included, never
+    /// consulted). Dense (72 bytes a policy), so that the checks of a request's bucket
+    /// policies mostly hit the cache.
+    scopes: Vec<ScopeCheck>,
+    /// The same scopes in Cedar's terms, read only to confirm a policy whose hashes matched.
+    /// Apart from `scopes` (side by side they measured about 0.7 µs a decision slower at
+    /// 10,000 policies: each is several hundred bytes).
+    exact: Vec<Option<ExactScope>>,
 }
 
 /// Policies keyed by a principal or resource scope.
@@ -458,9 +462,8 @@ impl<S: BuildHasher + Default> PolicyIndex<S> {
                     index.unscoped.insert(&scope.action, policy_idx);
                 }
             }
-            index
-                .scopes
-                .push((scope, ExactScope::new(template, &mut types)));
+            index.scopes.push(scope);
+            index.exact.push(ExactScope::new(template, &mut types));
         }
         index
     }
@@ -499,14 +502,16 @@ impl<S: BuildHasher + Default> PolicyIndex<S> {
         out.sort_unstable();
         out.dedup();
         out.retain(|policy_idx| {
-            self.scopes
-                .get(*policy_idx as usize)
-                .is_none_or(|(scope, exact)| {
-                    scope.principal.may_match(&principal)
-                        && scope.action.may_match(&actions)
-                        && scope.resource.may_match(&resource)
-                        && exact.as_ref().is_none_or(|exact| exact.holds(query))
-                })
+            let idx = *policy_idx as usize;
+            self.scopes.get(idx).is_none_or(|scope| {
+                scope.principal.may_match(&principal)
+                    && scope.action.may_match(&actions)
+                    && scope.resource.may_match(&resource)
+            }) && self
+                .exact
+                .get(idx)
+                .and_then(Option::as_ref)
+                .is_none_or(|exact| exact.holds(query))
         });
         out
     }
