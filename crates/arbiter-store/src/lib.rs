@@ -80,12 +80,7 @@ pub trait Store: Send + Sync {
         identities: &[Identity],
         actor: &Actor,
         reason: &str,
-    ) -> Result<Vec<u64>> {
-        identities
-            .iter()
-            .map(|identity| self.put_identity(identity, actor, reason))
-            .collect()
-    }
+    ) -> Result<Vec<u64>>;
 
     /// The identity `entity` refers to, or [`StoreError::NotFound`].
     fn get_identity(&self, entity: &EntityRef) -> Result<Identity>;
